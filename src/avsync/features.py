@@ -1,0 +1,137 @@
+"""Audio features on a fine 10 ms grid, sampled at any times (video frame times + a shift).
+
+Working on the container clock in seconds makes every frame rate (29.97, VFR) the same case:
+the visual signal lives at the true frame times, and the audio feature for candidate offset
+``k`` frames is read at ``frame_time + k / fps`` by linear interpolation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from avsync.timing import AUDIO_HOP_SAMPLES, AUDIO_WIN_SAMPLES, SAMPLE_RATE_HZ
+
+N_MELS: int = 40
+N_MFCC: int = 13
+BANDS_HZ: tuple[tuple[float, float], ...] = ((80, 300), (300, 1000), (1000, 3000), (3000, 8000))
+AUDIO_NAMES: tuple[str, ...] = ("log_energy", "speech_energy", "flux") + tuple(
+    f"band_{lo:.0f}_{hi:.0f}" for lo, hi in BANDS_HZ) + tuple(f"mfcc{i}" for i in range(N_MFCC))
+"""Columns of AudioFeatures.values; speech_energy is the 300-3000 Hz log energy."""
+
+
+def mel_filterbank(n_mels: int, n_fft: int, sample_rate_hz: int, fmin: float = 40.0,
+                   fmax: float | None = None) -> np.ndarray:
+    """Triangular HTK-mel filterbank, (n_mels, n_fft // 2 + 1)."""
+    fmax = fmax or sample_rate_hz / 2
+    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # noqa: E731
+    hz = lambda m: 700.0 * (10 ** (np.asarray(m) / 2595.0) - 1.0)  # noqa: E731
+    edges = hz(np.linspace(mel(fmin), mel(fmax), n_mels + 2))
+    freqs = np.linspace(0, sample_rate_hz / 2, n_fft // 2 + 1)
+    fb = np.zeros((n_mels, len(freqs)), dtype=np.float32)
+    for i in range(n_mels):
+        lo, mid, hi = edges[i], edges[i + 1], edges[i + 2]
+        up = (freqs - lo) / max(mid - lo, 1e-9)
+        down = (hi - freqs) / max(hi - mid, 1e-9)
+        fb[i] = np.clip(np.minimum(up, down), 0, None)
+    return fb
+
+
+def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Orthonormal DCT-II matrix (n_out, n_in) for MFCCs."""
+    n = np.arange(n_in)
+    m = np.cos(np.pi / n_in * (n[None, :] + 0.5) * np.arange(n_out)[:, None]) * np.sqrt(2 / n_in)
+    m[0] /= np.sqrt(2)
+    return m.astype(np.float32)
+
+
+def power_spectrogram(samples: np.ndarray, hop: int = AUDIO_HOP_SAMPLES,
+                      win: int = AUDIO_WIN_SAMPLES) -> np.ndarray:
+    """|STFT|^2 with centred frames: (n_hops, win // 2 + 1); frame i is centred on sample i*hop."""
+    x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+    if x.numel() < 2:
+        x = torch.zeros(2)
+    spec = torch.stft(x, n_fft=win, hop_length=hop, win_length=win,
+                      window=torch.hann_window(win), center=True, pad_mode="constant",
+                      return_complex=True)
+    return (spec.abs() ** 2).T.numpy()
+
+
+@dataclass
+class AudioFeatures:
+    """Audio features on a regular grid.
+
+    times_s: (N,) centre time of each hop on the container clock; values: (N, F) float32 with
+    columns AUDIO_NAMES.
+    """
+
+    times_s: np.ndarray
+    values: np.ndarray
+    names: tuple[str, ...] = AUDIO_NAMES
+
+    @property
+    def start_s(self) -> float:
+        return float(self.times_s[0])
+
+    @property
+    def end_s(self) -> float:
+        return float(self.times_s[-1])
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, self.names.index(name)]
+
+    def at(self, times_s: np.ndarray, columns: list[int] | None = None) -> np.ndarray:
+        """Linearly interpolated features at arbitrary times: (len(times_s), F); NaN outside."""
+        t = np.asarray(times_s, dtype=np.float64)
+        pos = (t - self.times_s[0]) / (self.times_s[1] - self.times_s[0]) if len(
+            self.times_s) > 1 else np.zeros_like(t)
+        vals = self.values if columns is None else self.values[:, columns]
+        i0 = np.clip(np.floor(pos).astype(np.int64), 0, len(vals) - 1)
+        i1 = np.clip(i0 + 1, 0, len(vals) - 1)
+        w = (pos - i0)[:, None]
+        out = vals[i0] * (1 - w) + vals[i1] * w
+        out[(pos < 0) | (pos > len(vals) - 1)] = np.nan
+        return out.astype(np.float32)
+
+
+def audio_features(samples: np.ndarray, start_s: float = 0.0,
+                   sample_rate_hz: int = SAMPLE_RATE_HZ) -> AudioFeatures:
+    """Compute AUDIO_NAMES on a 10 ms grid from mono samples starting at ``start_s``."""
+    if sample_rate_hz != SAMPLE_RATE_HZ:
+        raise ValueError(f"expected {SAMPLE_RATE_HZ} Hz audio, got {sample_rate_hz}")
+    power = power_spectrogram(samples)
+    freqs = np.linspace(0, sample_rate_hz / 2, power.shape[1])
+    eps = 1e-8
+    log_energy = np.log(power.sum(1) + eps)
+    speech = np.log(power[:, (freqs >= 300) & (freqs < 3000)].sum(1) + eps)
+    bands = [np.log(power[:, (freqs >= lo) & (freqs < hi)].sum(1) + eps) for lo, hi in BANDS_HZ]
+    logmel = np.log(power @ mel_filterbank(N_MELS, AUDIO_WIN_SAMPLES, sample_rate_hz).T + eps)
+    flux = np.r_[0.0, np.clip(np.diff(logmel, axis=0), 0, None).mean(1)]
+    mfcc = logmel @ dct_matrix(N_MFCC, N_MELS).T
+    values = np.column_stack([log_energy, speech, flux, *bands, mfcc]).astype(np.float32)
+    times = start_s + np.arange(len(values)) * (AUDIO_HOP_SAMPLES / sample_rate_hz)
+    return AudioFeatures(times_s=times, values=values)
+
+
+def log_mel(samples: np.ndarray, n_mels: int = N_MELS) -> np.ndarray:
+    """Log-mel spectrogram (n_hops, n_mels) on the 10 ms grid (for neural methods)."""
+    power = power_spectrogram(samples)
+    return np.log(power @ mel_filterbank(n_mels, AUDIO_WIN_SAMPLES, SAMPLE_RATE_HZ).T + 1e-8)
+
+
+def shift_samples(samples: np.ndarray, shift_frames: float, fps: float,
+                  sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """Make the audio LATE by ``shift_frames`` (negative: early), keeping its length.
+
+    Pads with silence at the start and trims the end (or the reverse): the evaluation
+    protocol's way to build a case whose true offset is ``shift_frames``.
+    """
+    n = int(round(shift_frames * sample_rate_hz / fps))
+    out = np.zeros_like(samples)
+    if n >= 0:
+        out[n:] = samples[: len(samples) - n] if n < len(samples) else samples[:0]
+    else:
+        out[: len(samples) + n] = samples[-n:]
+    return out

@@ -1,0 +1,95 @@
+"""Registry of sync methods: ``create_model(name)``, ``available_models()``.
+
+A method scores candidate shifts of the audio against one face track:
+``score(inp: SyncInput, shifts_frames) -> (K,) scores`` (higher = more likely). Each method
+carries a frozen config dataclass (saved in checkpoints for trained ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from avsync.errors import AvsyncError
+from avsync.features import AudioFeatures
+
+
+@dataclass
+class SyncInput:
+    """What a method sees of one face track.
+
+    frame_times_s: (T,) times of the track's frames on the container clock.
+    visual: (T, S) per-frame visual signals (face.mouth.SIGNAL_NAMES columns).
+    audio: audio features of the whole file; read them with ``audio_at``.
+    """
+
+    fps: float
+    frame_times_s: np.ndarray
+    visual: np.ndarray
+    audio: AudioFeatures
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frame_times_s)
+
+    def audio_at(self, shift_frames: float, columns: list[int] | None = None) -> np.ndarray:
+        """(T, F) audio features at frame times + shift (audio late by ``shift_frames``)."""
+        return self.audio.at(self.frame_times_s + shift_frames / self.fps, columns)
+
+    def window(self, start: int, stop: int) -> SyncInput:
+        """The frames [start, stop) of this track (audio stays whole, so shifts stay valid)."""
+        return SyncInput(self.fps, self.frame_times_s[start:stop], self.visual[start:stop],
+                         self.audio)
+
+    def rolled(self, frames: int) -> SyncInput:
+        """Visual signals circularly displaced by ``frames``: a null case with unrelated audio."""
+        return SyncInput(self.fps, self.frame_times_s, np.roll(self.visual, frames, axis=0),
+                         self.audio)
+
+
+class SyncMethod(Protocol):
+    name: str
+
+    def score(self, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    kind: str
+    description: str
+    factory: Callable[[], SyncMethod]
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+DEFAULT_METHOD = "avcorr"
+
+
+def register_model(name: str, kind: str, description: str) -> Callable:
+    """Class/factory decorator adding a method to the registry."""
+
+    def wrap(factory: Callable[[], SyncMethod]) -> Callable[[], SyncMethod]:
+        _REGISTRY[name] = ModelInfo(name, kind, description, factory)
+        return factory
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    from avsync.models import methods  # noqa: F401  (registers the built-in methods)
+
+
+def available_models() -> list[ModelInfo]:
+    _ensure_loaded()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def create_model(name: str = DEFAULT_METHOD) -> SyncMethod:
+    """Instantiate a registered method by name."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise AvsyncError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name].factory()

@@ -1,0 +1,62 @@
+"""Result types. Units are in the names; ``offset > 0`` means the audio is LATE."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class DriftPoint:
+    """Offset measured in one sliding window of the offset-over-time curve."""
+
+    start_s: float
+    end_s: float
+    offset_frames: int
+    offset_ms: float
+    confidence: float
+
+
+@dataclass
+class TrackResult:
+    """Offset of one face track (one face within one shot)."""
+
+    track_id: int
+    shot: int
+    start_s: float
+    end_s: float
+    n_frames: int
+    offset_frames: int
+    offset_ms: float
+    confidence: float
+    speaking: bool
+    drift: list[DriftPoint] = field(default_factory=list)
+
+
+@dataclass
+class SyncResult:
+    """What ``avsync.detect`` returns for one file.
+
+    offset_frames / offset_ms: > 0 means the audio is late (heard after the lips move);
+    ``avsync fix`` moves the audio earlier by offset_ms.
+    confidence: how far the sync peak stands above the peaks that unrelated (circularly
+    displaced) audio produces, in standard deviations of those null peaks.
+    curve: score per candidate offset (frames) of the speaking track(s).
+    """
+
+    path: str
+    method: str
+    fps: float
+    duration_s: float
+    offset_frames: int
+    offset_ms: float
+    confidence: float
+    in_sync: bool
+    reliable: bool
+    tracks: list[TrackResult]
+    curve: dict[str, list[float]]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["offset_frames"] = int(d["offset_frames"])
+        return d
