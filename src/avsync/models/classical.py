@@ -9,6 +9,7 @@ Output: a score per candidate shift, higher = more likely.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -17,14 +18,21 @@ from scipy.signal import butter, sosfiltfilt
 AudioAt = Callable[[float], np.ndarray]
 
 
+def bandpass_axis(x: np.ndarray, fps: float, axis: int = 0, low_hz: float = 1.0,
+                  high_hz: float = 8.0) -> np.ndarray:
+    """Zero-phase 1-8 Hz band-pass along ``axis`` (time); short inputs are only de-meaned."""
+    high_hz = min(high_hz, 0.45 * fps)
+    n = x.shape[axis]
+    if n < 16:
+        return x - x.mean(axis=axis, keepdims=True)
+    sos = butter(2, [low_hz, high_hz], btype="band", fs=fps, output="sos")
+    padlen = min(n - 1, 3 * (2 * len(sos) + 1))
+    return sosfiltfilt(sos, x, axis=axis, padlen=padlen)
+
+
 def bandpass(x: np.ndarray, fps: float, low_hz: float = 1.0, high_hz: float = 8.0) -> np.ndarray:
     """Zero-phase band-pass along time (axis 0); NaN-free input of any length."""
-    high_hz = min(high_hz, 0.45 * fps)
-    if len(x) < 16:
-        return x - x.mean(axis=0, keepdims=True)
-    sos = butter(2, [low_hz, high_hz], btype="band", fs=fps, output="sos")
-    padlen = min(len(x) - 1, 3 * (2 * len(sos) + 1))
-    return sosfiltfilt(sos, x, axis=0, padlen=padlen)
+    return bandpass_axis(x, fps, 0, low_hz, high_hz)
 
 
 def derivative(x: np.ndarray) -> np.ndarray:
@@ -34,22 +42,31 @@ def derivative(x: np.ndarray) -> np.ndarray:
 
 
 def _fill_nan(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ok = np.isfinite(x).all(axis=1)
-    y = np.where(np.isfinite(x), x, 0.0)
-    if ok.any():
-        y[~ok] = np.nanmean(np.where(ok[:, None], y, np.nan), axis=0)
-    return y, ok
+    """Replace NaN rows of (..., T, F) by the per-column mean of the valid rows.
+
+    Returns the filled array and the (..., T) mask of rows that were valid.
+    """
+    ok = np.isfinite(x).all(axis=-1)
+    valid = np.where(ok[..., None], x, np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nan_to_num(np.nanmean(valid, axis=-2, keepdims=True))
+    return np.where(ok[..., None], np.nan_to_num(x), mean), ok
 
 
 def pearson_columns(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Pearson r between matching columns of a and b over the rows where mask is True."""
-    if mask.sum() < 4:
-        return np.zeros(a.shape[1])
-    a, b = a[mask], b[mask]
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    den = np.sqrt((a * a).sum(0) * (b * b).sum(0)) + 1e-12
-    return (a * b).sum(0) / den
+    """Pearson r between matching columns of a and b (..., T, P) over rows where mask (..., T).
+
+    Returns (..., P); 0 where fewer than 4 rows are valid.
+    """
+    m = mask[..., None].astype(np.float64)
+    n = m.sum(axis=-2, keepdims=True)
+    safe = np.maximum(n, 1.0)
+    a = (a - (a * m).sum(-2, keepdims=True) / safe) * m
+    b = (b - (b * m).sum(-2, keepdims=True) / safe) * m
+    den = np.sqrt((a * a).sum(-2) * (b * b).sum(-2)) + 1e-12
+    r = (a * b).sum(-2) / den
+    return np.where(n[..., 0, :] >= 4, r, 0.0)
 
 
 def correlation_curve(visual: np.ndarray, audio_at: AudioAt, shifts: Sequence[float],
@@ -58,20 +75,25 @@ def correlation_curve(visual: np.ndarray, audio_at: AudioAt, shifts: Sequence[fl
     """Mean Pearson correlation of (visual, audio) signal pairs at each candidate shift.
 
     pairs: (visual column, audio column) indices. Each pair is used after each transform
-    ("diff": temporal derivative, "band": 1-8 Hz band-pass). Returns (len(shifts),).
+    ("diff": temporal derivative, "band": 1-8 Hz band-pass), computed inside the given frames
+    only. All shifts are processed at once. Returns (len(shifts),).
     """
     vcols = [p[0] for p in pairs]
     acols = [p[1] for p in pairs]
-    v = np.nan_to_num(visual[:, vcols].astype(np.float64))
-    vt = {"diff": derivative(v), "band": bandpass(v, fps)}
-    curve = np.zeros(len(shifts))
-    for i, k in enumerate(shifts):
-        a_raw, ok = _fill_nan(audio_at(k)[:, acols].astype(np.float64))
-        at = {"diff": derivative(a_raw), "band": bandpass(a_raw, fps)}
-        mask = ok & np.r_[False, ok[1:] & ok[:-1]]
-        rs = [pearson_columns(vt[t], at[t], mask) for t in transforms]
-        curve[i] = float(np.mean(rs))
-    return curve
+    v = np.nan_to_num(visual[:, vcols].astype(np.float64))  # (T, P)
+    a_raw, ok = _fill_nan(np.stack([audio_at(k)[:, acols] for k in shifts]).astype(np.float64))
+    mask = ok & np.concatenate([np.zeros_like(ok[:, :1]), ok[:, 1:] & ok[:, :-1]], axis=1)
+    rs = []
+    for t in transforms:
+        if t == "diff":
+            vt, at = derivative(v), np.concatenate([np.diff(a_raw, axis=1)[:, :1],
+                                                    np.diff(a_raw, axis=1)], axis=1)
+        elif t == "band":
+            vt, at = bandpass(v, fps), bandpass_axis(a_raw, fps, axis=1)
+        else:
+            raise ValueError(f"unknown transform {t!r}")
+        rs.append(pearson_columns(np.broadcast_to(vt, at.shape), at, mask))  # (K, P)
+    return np.mean(rs, axis=(0, 2))
 
 
 def _gram(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -1,0 +1,37 @@
+"""avsync: measure and correct audio-visual lip-sync offsets.
+
+Sign convention: ``offset_ms > 0`` means the audio is LATE (heard after the lips move).
+
+>>> import avsync
+>>> result = avsync.detect("talk.mp4")            # doctest: +SKIP
+>>> avsync.fix("talk.mp4", "talk.synced.mp4")     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from avsync.errors import AvsyncError
+from avsync.inference import detect
+from avsync.models.registry import available_models, create_model
+from avsync.types import SyncResult
+
+__version__ = "0.1.0"
+
+
+def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = None,
+        method: str = "avcorr", overwrite: bool = False) -> tuple[Path, float]:
+    """Write ``out_path`` with the audio moved so it is in sync; returns (path, offset_ms used).
+
+    ``offset_ms`` is the measured offset (audio late when > 0); when None it is detected.
+    The input is never modified; the output is written atomically.
+    """
+    from avsync.io import check_output_path, shift_audio
+
+    check_output_path(out_path, overwrite=overwrite, protect=[in_path])
+    if offset_ms is None:
+        offset_ms = detect(in_path, method=method, drift=False).offset_ms
+    return shift_audio(in_path, out_path, offset_ms, overwrite=overwrite), float(offset_ms)
+
+
+__all__ = ["AvsyncError", "SyncResult", "available_models", "create_model", "detect", "fix"]

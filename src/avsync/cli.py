@@ -1,0 +1,175 @@
+"""Command line: ``avsync detect | fix | evaluate | models``. Thin wrappers over the library.
+
+Every user-facing failure is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from avsync.errors import AvsyncError
+from avsync.models.registry import DEFAULT_METHOD
+from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Measure and correct lip-sync offsets. offset > 0 means the audio is LATE.")
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _one_sentence(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}"
+                    "/{task.total} frames"), TimeRemainingColumn(), console=err,
+                    disable=not enabled, transient=True)
+
+
+def _summary(r) -> str:
+    if r.in_sync:
+        verdict = "in sync"
+    else:
+        verdict = f"audio {'LATE' if r.offset_ms > 0 else 'EARLY'} by {abs(r.offset_ms):.0f} ms"
+    rel = "reliable" if r.reliable else "LOW confidence: treat with care"
+    lines = [f"{r.path}: {verdict}  (offset {r.offset_frames:+d} frames = {r.offset_ms:+.0f} ms "
+             f"at {r.fps:g} fps; confidence {r.confidence:.1f}, {rel}; method {r.method})"]
+    for t in r.tracks:
+        mark = "*" if t.speaking else " "
+        lines.append(f"  {mark} track {t.track_id} shot {t.shot} {t.start_s:7.2f}-{t.end_s:7.2f} s:"
+                     f" {t.offset_frames:+d} fr ({t.offset_ms:+.0f} ms), conf {t.confidence:.1f}")
+    if not r.in_sync:
+        lines.append(f"  fix: avsync fix '{r.path}' -o OUT --offset-ms {r.offset_ms:g}")
+    return "\n".join(lines)
+
+
+@app.command()
+def detect(
+    paths: list[Path] = typer.Argument(..., help="Video files (any container FFmpeg reads)."),
+    method: str = typer.Option(DEFAULT_METHOD, help="Method name (see 'avsync models')."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per input per line."),
+    max_offset_frames: int = typer.Option(DEFAULT_MAX_OFFSET_FRAMES, min=1, max=100,
+                                          help="Search +-N frames."),
+    plot: Path | None = typer.Option(None, help="PNG with the score curve and offset over time "
+                                     "(one input only)."),
+    max_faces: int = typer.Option(4, min=1, max=16, help="Faces tracked at once."),
+    progress: bool = typer.Option(True, help="Progress bar on stderr."),
+) -> None:
+    """Measure the offset between lips and voice (offset > 0: audio LATE)."""
+    from avsync.inference import detect as run_detect
+
+    if plot is not None and len(paths) > 1:
+        _fail("--plot takes one input file")
+    failed = 0
+    for path in paths:
+        try:
+            with _progress(progress and sys.stderr.isatty()) as bar:
+                task = bar.add_task(path.name, total=None)
+                result = run_detect(path, method=method, max_offset_frames=max_offset_frames,
+                                    max_faces=max_faces,
+                                    on_frame=lambda n, t=task: bar.update(t, completed=n + 1))
+            if plot is not None:
+                from avsync.plots import plot_result
+
+                plot_result(result, plot)
+        except AvsyncError as exc:
+            failed += 1
+            _report_error(path, _one_sentence(exc), json_out)
+            continue
+        except Exception as exc:  # noqa: BLE001  (unexpected: still one line per input)
+            failed += 1
+            _report_error(path, f"unexpected failure ({type(exc).__name__}: "
+                                f"{_one_sentence(exc)})", json_out)
+            continue
+        print(json.dumps(result.to_dict()) if json_out else _summary(result), flush=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _report_error(path: Path, message: str, json_out: bool) -> None:
+    if json_out:
+        print(json.dumps({"path": str(path), "error": message}), flush=True)
+    else:
+        err.print(f"[red]error:[/red] {path}: {message}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def fix(
+    in_path: Path = typer.Argument(..., help="Input video (never modified)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output file (must differ from input)."),
+    offset_ms: float | None = typer.Option(None, help="Known offset (> 0: audio late); "
+                                           "detected when omitted."),
+    method: str = typer.Option(DEFAULT_METHOD, help="Method used when detecting."),
+    overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
+) -> None:
+    """Write a new file whose audio is shifted into sync (video stream copied)."""
+    from avsync import fix as run_fix
+
+    try:
+        written, used = run_fix(in_path, out, offset_ms=offset_ms, method=method,
+                                overwrite=overwrite)
+    except AvsyncError as exc:
+        _fail(_one_sentence(exc))
+    except Exception as exc:  # noqa: BLE001
+        _fail(f"unexpected failure ({type(exc).__name__}: {_one_sentence(exc)})")
+    direction = "earlier" if used > 0 else "later"
+    print(f"wrote {written}: audio moved {abs(used):.0f} ms {direction}")
+
+
+@app.command()
+def models() -> None:
+    """List the available sync methods."""
+    from avsync.models.registry import available_models
+
+    for info in available_models():
+        default = " (default)" if info.name == DEFAULT_METHOD else ""
+        print(f"{info.name:10s} {info.kind:10s} {info.description}{default}")
+
+
+@app.command()
+def evaluate(
+    clips: Path = typer.Option(..., help="Folder of in-sync clips, a MANIFEST.tsv or a .jsonl."),
+    method: list[str] = typer.Option([DEFAULT_METHOD], help="Method(s) to evaluate."),
+    shifts: str = typer.Option("-15..15", help="Shifts in frames: 'a..b' or 'a..b..step'."),
+    contexts: str = typer.Option("5,7,9,11,13,15", help="Context lengths in frames."),
+    cache: Path = typer.Option(Path("cache/eval"), help="Folder for face-analysis cache."),
+    report: Path | None = typer.Option(None, help="Write the markdown table here."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write per-case results (JSON)."),
+    limit: int = typer.Option(0, help="Only the first N clips (0 = all)."),
+    workers: int = typer.Option(1, min=1, help="Processes for the face analysis."),
+) -> None:
+    """Shift in-sync clips by known amounts and measure how well each method recovers them."""
+    from avsync.evaluation.protocol import evaluate as run_eval
+    from avsync.evaluation.protocol import parse_range
+
+    try:
+        shift_list = parse_range(shifts)
+        ctx = [int(c) for c in contexts.split(",") if c.strip()]
+        table = run_eval(clips, methods=method, shifts=shift_list, contexts=ctx,
+                         cache_dir=cache, limit=limit, workers=workers, console=err,
+                         report_path=report, json_path=json_out)
+    except AvsyncError as exc:
+        _fail(_one_sentence(exc))
+    except ValueError as exc:
+        _fail(_one_sentence(exc))
+    print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

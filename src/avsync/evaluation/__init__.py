@@ -1,0 +1,1 @@
+"""Evaluation: shifted-case protocol, metrics and reports."""

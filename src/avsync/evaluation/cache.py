@@ -1,0 +1,67 @@
+"""On-disk cache of the face analysis of a clip (the slow part), keyed by file and settings."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from avsync.face.mouth import SIGNAL_NAMES
+from avsync.face.tracks import Track, VisualAnalysis
+from avsync.inference import ANALYSIS_MAX_SIDE, analyse_video
+from avsync.io import atomic_output, probe
+
+CACHE_VERSION = "v1"
+
+
+def cache_key(path: Path) -> str:
+    st = path.stat()
+    ident = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}|{ANALYSIS_MAX_SIDE}|" \
+            f"{','.join(SIGNAL_NAMES)}|{CACHE_VERSION}"
+    return hashlib.sha1(ident.encode()).hexdigest()[:16]
+
+
+def save_analysis(analysis: VisualAnalysis, fps: float, out: Path) -> None:
+    arrays = {"fps": np.float64(fps), "n_frames": np.int64(analysis.n_frames),
+              "frame_times": analysis.frame_times_s, "cuts": np.array(analysis.cuts, np.int64),
+              "n_tracks": np.int64(len(analysis.tracks))}
+    for j, t in enumerate(analysis.tracks):
+        arrays[f"t{j}_meta"] = np.array([t.track_id, t.shot], np.int64)
+        arrays[f"t{j}_index"] = np.array(t.frame_index, np.int64)
+        arrays[f"t{j}_time"] = np.array(t.time_s, np.float64)
+        arrays[f"t{j}_signals"] = t.signal_matrix()
+    with atomic_output(out, overwrite=True) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_analysis(path: Path) -> VisualAnalysis:
+    z = np.load(path)
+    tracks = []
+    for j in range(int(z["n_tracks"])):
+        tid, shot = (int(x) for x in z[f"t{j}_meta"])
+        t = Track(track_id=tid, shot=shot, frame_index=list(z[f"t{j}_index"]),
+                  time_s=list(z[f"t{j}_time"]), signals=list(z[f"t{j}_signals"]))
+        tracks.append(t)
+    va = VisualAnalysis(tracks=tracks, n_frames=int(z["n_frames"]),
+                        frame_times_s=z["frame_times"], cuts=list(z["cuts"]), image_size=(0, 0))
+    va.fps = float(z["fps"])  # type: ignore[attr-defined]
+    return va
+
+
+def cached_analysis(path: str | Path, cache_dir: str | Path | None) -> VisualAnalysis:
+    """Face analysis of ``path`` with ``.fps`` set; read from / written to ``cache_dir``."""
+    path = Path(path)
+    info = probe(path)
+    if cache_dir is not None:
+        cfile = Path(cache_dir) / f"{path.stem[:40]}-{cache_key(path)}.npz"
+        if cfile.is_file():
+            return load_analysis(cfile)
+    analysis = analyse_video(path)
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        save_analysis(analysis, info.fps, cfile)
+        return load_analysis(cfile)
+    analysis.fps = info.fps  # type: ignore[attr-defined]
+    return analysis
