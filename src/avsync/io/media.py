@@ -1,0 +1,440 @@
+"""Reading media: probe a file, stream its video frames, decode its audio track.
+
+All times are in seconds on the *container clock* (``pts * time_base`` as libavformat reports
+it), so that video frame times and audio sample times can be compared directly.
+
+Edit lists, VFR and start offsets -- what we found on the real clips (PyAV 18 / libav* 62):
+
+* libavformat's mov/mp4 demuxer applies edit lists by default, the way ffmpeg/ffplay do. Media
+  hidden by the edit list is still demuxed (decoders need the reference frames), but those
+  packets carry ``AV_PKT_FLAG_DISCARD`` (``packet.is_discard``) and usually negative pts, and
+  libavcodec drops the frames decoded from them. Decoding through PyAV therefore already returns
+  exactly the presented frames, and the audio decoder applies the sample-exact start trim (the
+  demuxer's skip-samples side data). We never seek: ``seek(0)`` after a first pass is not a
+  reliable rewind (on the VFR clip below it skipped the first two audio packets, so the audio
+  started at 23 ms instead of 0; on the GRID clip the decoder lost the first 12 frames), so
+  every pass opens the file afresh. (No ffmpeg/ffprobe binary is installed here; the counts
+  below match those in MANIFEST.tsv, which were taken with ffprobe.)
+* ``vanshg-auto_avsr/data/leah_crop1.mp4``: the mvhd says 8.104 s; the video edit keeps 4.061 s
+  from media time 97738/24000 s, the audio edit 4.017 s from 180220/44100 s. PyAV: container
+  duration 4.061 s; 194 video packets of which 98 are discard (97 with negative pts, 1 past the
+  end), 96 decoded frames at pts 0 .. 3.962 s (23.976 fps); 217 audio packets, 43 discard,
+  177156 decoded samples (4.017 s) starting at pts 0 (the first frame has only 4 samples).
+  ``stream.frames`` (194) counts stored, not presented, frames, so ``n_frames`` is estimated
+  from the duration instead when the two disagree.
+* ``video-retalking/examples/face/1.mp4``: VFR (average 1350/61 = 22.13 fps, r_frame_rate 30;
+  frame gaps of 512 and 1024 ticks at 1/15360 s, i.e. 33 and 67 ms). An empty edit of 33 ms
+  delays the video: first frame at 507/15360 = 0.033 s, audio at 0.0 s (its 1024 priming
+  samples are discarded by the edit list). 135 frames, 269312 audio samples at 44.1 kHz.
+* ``lip-reading-deeplearning/data/sample_video.mp4``: 30000/1001 fps, 266 stored frames of
+  which 57 are hidden by the edit list -> 209 presented frames, 0 .. 6.940 s; audio starts at
+  0.0 s after a 1206-sample trim (one whole discarded packet + 182 samples skipped).
+* ``LipNet/evaluation/samples/GRID/bbaf2n.mpg`` (MPEG-PS, mpeg1video + mp2): 75 frames at 25 fps
+  (0 .. 2.96 s), audio 131328 samples at 44.1 kHz from 0.0 s, no edit list. Here too a
+  ``seek(0)`` made the decoder lose the first 12 frames.
+* ``demo2show-.../sample_1_separated.mp4``: video starts 67.3 ms after the audio (empty edit);
+  frame gaps 3028..3031 ticks of 1/90000 s, i.e. CFR at 29.71 fps by the 10 % rule.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.stream
+import numpy as np
+
+from avsync.errors import MediaError
+from avsync.timing import SAMPLE_RATE_HZ
+
+logger = logging.getLogger(__name__)
+
+AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError, ValueError, EOFError)
+"""Every exception type PyAV raises for unreadable or broken media."""
+
+_VFR_TOLERANCE = 0.10  # a frame duration more than 10 % off the median counts as variable
+_VFR_PACKETS = 120  # packets inspected by probe() for the VFR heuristic
+_GAP_MIN_S = 0.010  # audio timestamp holes longer than this are filled with silence
+_MAX_DECODE_ERRORS = 100
+_REORDER_WINDOW = 4  # frames held back to repair decode-order timestamps (AVI)
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What :func:`probe` learns about a file (times in seconds, sizes in pixels).
+
+    Fields of an absent stream are 0 / ``None``. ``width``/``height`` are the coded size
+    (display rotation is applied by :func:`iter_video_frames`, not here).
+    """
+
+    path: Path
+    container: str
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+    fps: float
+    width: int
+    height: int
+    video_codec: str | None
+    audio_codec: str | None
+    audio_rate_hz: int
+    audio_channels: int
+    video_start_s: float | None
+    audio_start_s: float | None
+    is_vfr: bool
+    n_frames: int
+
+
+@dataclass(frozen=True, eq=False)
+class VideoFrame:
+    """One decoded frame: ``image`` is HxWx3 uint8 RGB, ``time_s`` on the container clock."""
+
+    index: int
+    time_s: float
+    image: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class AudioTrack:
+    """Mono float32 samples in [-1, 1]; ``samples[0]`` plays at ``start_s`` (container clock)."""
+
+    samples: np.ndarray
+    sample_rate_hz: int
+    start_s: float
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the track in seconds."""
+        return len(self.samples) / self.sample_rate_hz
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def error_reason(exc: BaseException) -> str:
+    """A short human reason for a PyAV/OS exception (no path, no errno)."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return str(text).strip().rstrip(".")
+
+
+def check_input_file(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` as a Path, or raise MediaError if it is missing, a folder or empty."""
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"Cannot read {p}: the file does not exist.")
+    if p.is_dir():
+        raise MediaError(f"Cannot read {p}: it is a folder, not a media file.")
+    if p.stat().st_size == 0:
+        raise MediaError(f"Cannot read {p}: the file is empty (0 bytes).")
+    if not os.access(p, os.R_OK):
+        raise MediaError(f"Cannot read {p}: permission denied.")
+    return p
+
+
+def open_input(p: Path) -> Any:
+    """Open ``p`` with PyAV for reading; MediaError if FFmpeg cannot make sense of it."""
+    try:
+        return av.open(str(p), mode="r", metadata_errors="ignore")
+    except AV_ERRORS as exc:
+        raise MediaError(
+            f"Cannot read {p}: it is not a media file FFmpeg can open ({error_reason(exc)})."
+        ) from exc
+
+
+def video_stream(container: Any) -> Any | None:
+    """The first real video stream (cover-art pictures are skipped), or None."""
+    for s in container.streams.video:
+        if not s.disposition & av.stream.Disposition.attached_pic:
+            return s
+    return None
+
+
+def audio_stream(container: Any) -> Any | None:
+    """The default audio stream (else the first one), or None."""
+    streams = list(container.streams.audio)
+    for s in streams:
+        if s.disposition & av.stream.Disposition.default:
+            return s
+    return streams[0] if streams else None
+
+
+def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+def decode_frames(container: Any, stream: Any, p: Path) -> Iterator[Any]:
+    """Decode ``stream`` packet by packet, tolerating corrupt packets and a truncated tail.
+
+    Never seeks (see the module notes). Frames hidden by an edit list are dropped by
+    libavcodec. Raises MediaError only when the stream fails before yielding anything.
+    """
+    n_out = 0
+    n_err = 0
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except AV_ERRORS as exc:  # truncated / corrupt container: flush what we have
+            logger.warning("%s: stopped reading after a demux error (%s)", p, error_reason(exc))
+            if n_out == 0 and n_err == 0:
+                n_err += 1
+            packet = None
+        try:
+            frames = stream.decode(packet)
+        except AV_ERRORS as exc:
+            n_err += 1
+            if n_err > _MAX_DECODE_ERRORS:
+                logger.warning("%s: too many decode errors (%s)", p, error_reason(exc))
+                break
+            continue
+        for frame in frames:
+            n_out += 1
+            yield frame
+        if packet is None:
+            break
+    if n_out == 0:
+        what = "video frame" if stream.type == "video" else f"{stream.type} frame"
+        detail = " (the file looks damaged or truncated)" if n_err else ""
+        raise MediaError(f"No {what} could be decoded from {p}{detail}.")
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+def _guess_vfr(container: Any, stream: Any) -> bool:
+    """Heuristic VFR test on the first packets' pts: do frame durations vary by > 10 %?"""
+    pts: list[int] = []
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size and not packet.is_discard:
+                pts.append(packet.pts)
+            if len(pts) >= _VFR_PACKETS:
+                break
+    except AV_ERRORS:
+        pass
+    if len(pts) < 4:
+        return False
+    diffs = np.diff(np.unique(np.asarray(pts, dtype=np.int64)))
+    med = float(np.median(diffs))
+    if med <= 0:
+        return False
+    return bool((np.abs(diffs - med) > _VFR_TOLERANCE * med).mean() > 0.05)
+
+
+def _video_fields(v: Any, duration_s: float) -> dict[str, Any]:
+    ctx = v.codec_context
+    v_dur = float(v.duration * v.time_base) if v.duration and v.time_base else duration_s
+    fps = 0.0
+    if v.average_rate:
+        fps = float(v.average_rate)
+    elif v.frames and v_dur > 0:
+        fps = v.frames / v_dur
+    elif v.guessed_rate:
+        fps = float(v.guessed_rate)
+    est = int(round(v_dur * fps))
+    # stream.frames counts *stored* frames, including those an edit list hides.
+    exact = bool(v.frames) and abs(v.frames - est) <= max(2, 0.02 * est)
+    return dict(
+        fps=fps,
+        width=int(ctx.width or 0),
+        height=int(ctx.height or 0),
+        video_codec=ctx.name,
+        video_start_s=_seconds(v.start_time, v.time_base),
+        n_frames=int(v.frames) if exact else est,
+    )
+
+
+def probe(path: str | os.PathLike[str]) -> MediaInfo:
+    """Describe the media file at ``path`` (durations in s, rates in Hz / frames per s).
+
+    ``fps`` is the average frame rate; ``n_frames`` an estimate (exact for ordinary files);
+    ``is_vfr`` a heuristic on the first 120 frames. Raises MediaError (one sentence) for a
+    missing, empty or unreadable file, a folder, or a file with neither video nor audio.
+    """
+    p = check_input_file(path)
+    with open_input(p) as c:
+        v, a = video_stream(c), audio_stream(c)
+        if v is None and a is None:
+            raise MediaError(f"{p} has neither a video nor an audio stream.")
+        try:
+            durations = [
+                float(s.duration * s.time_base)
+                for s in (v, a)
+                if s is not None and s.duration and s.time_base
+            ]
+            duration_s = c.duration / av.time_base if c.duration else max(durations, default=0.0)
+            fields: dict[str, Any] = dict(
+                fps=0.0, width=0, height=0, video_codec=None, video_start_s=None, n_frames=0
+            )
+            if v is not None:
+                fields.update(_video_fields(v, duration_s))
+            actx = a.codec_context if a is not None else None
+            info = MediaInfo(
+                path=p,
+                container=c.format.name,
+                duration_s=float(duration_s),
+                has_video=v is not None,
+                has_audio=a is not None,
+                audio_codec=actx.name if actx is not None else None,
+                audio_rate_hz=int(actx.sample_rate or 0) if actx is not None else 0,
+                audio_channels=int(actx.channels or 0) if actx is not None else 0,
+                audio_start_s=_seconds(a.start_time, a.time_base) if a is not None else None,
+                is_vfr=_guess_vfr(c, v) if v is not None else False,
+                **fields,
+            )
+        except (AttributeError, TypeError, *AV_ERRORS) as exc:
+            raise MediaError(
+                f"Cannot read {p}: its streams could not be parsed ({error_reason(exc)})."
+            ) from exc
+    return info
+
+
+# ----------------------------------------------------------------------------- video
+
+
+def _to_rgb(frame: Any, max_side: int | None) -> np.ndarray:
+    w, h = frame.width, frame.height
+    rotation = int(getattr(frame, "rotation", 0) or 0)
+    if max_side is not None and max(w, h) > max_side:
+        scale = max_side / max(w, h)
+        nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+        image = frame.to_ndarray(format="rgb24", width=nw, height=nh, interpolation="AREA")
+    else:
+        image = frame.to_ndarray(format="rgb24")
+    if rotation % 360:
+        # Display matrix: rotate counter-clockwise by `rotation` degrees, as players do.
+        image = np.ascontiguousarray(np.rot90(image, k=int(round(rotation / 90)) % 4))
+    return image
+
+
+def iter_video_frames(
+    path: str | os.PathLike[str], max_side: int | None = 640
+) -> Iterator[VideoFrame]:
+    """Stream the presented video frames of ``path`` in display order, in constant memory.
+
+    ``max_side`` (pixels) caps ``max(H, W)`` of the returned RGB images, keeping the aspect
+    ratio and never upscaling; ``None`` keeps the full size. Frame times are
+    ``pts * time_base`` in seconds (``index / fps`` after the first time when pts is missing).
+    Raises MediaError (before the first frame) when there is no video stream or when no frame
+    decodes; a truncated file yields the frames that decode, then stops.
+    """
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be >= 1 or None, got {max_side}")
+    p = check_input_file(path)
+    with open_input(p) as c:  # fail early, not on the first next()
+        if video_stream(c) is None:
+            raise MediaError(f"{p} has no video stream.")
+    return _iter_video_frames(p, max_side)
+
+
+def _iter_video_frames(p: Path, max_side: int | None) -> Iterator[VideoFrame]:
+    """Decode in display order; timestamps are re-sorted over a short window.
+
+    Frames come out of the decoder in display order, but containers without pts (AVI) attach
+    decode-order timestamps to them, e.g. 0.04, 0.16, 0.12 for H.264 with B-frames. Assigning
+    the smallest pending timestamp to the oldest pending frame fixes that, and is a no-op for
+    streams whose timestamps already increase (everything else).
+    """
+    c = open_input(p)
+    try:
+        stream = video_stream(c)
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        t0 = _seconds(stream.start_time, stream.time_base) or 0.0
+        window = max(_REORDER_WINDOW, 2 * int(stream.codec_context.has_b_frames or 0))
+        images: deque[np.ndarray] = deque()
+        times: list[float] = []
+        index = 0
+        for n, frame in enumerate(decode_frames(c, stream, p)):
+            t = frame.time
+            heapq.heappush(times, float(t) if t is not None else t0 + n / fps)
+            images.append(_to_rgb(frame, max_side))
+            if len(images) > window:
+                yield VideoFrame(index=index, time_s=heapq.heappop(times), image=images.popleft())
+                index += 1
+        while images:
+            yield VideoFrame(index=index, time_s=heapq.heappop(times), image=images.popleft())
+            index += 1
+    finally:
+        c.close()
+
+
+# ----------------------------------------------------------------------------- audio
+
+
+def load_audio(path: str | os.PathLike[str], sample_rate_hz: int = SAMPLE_RATE_HZ) -> AudioTrack:
+    """Decode the audio of ``path`` to mono float32 at ``sample_rate_hz`` (Hz).
+
+    ``start_s`` is the container-clock time of the first decoded sample (after edit-list /
+    priming trims), so audio that starts before or after the video keeps its true position.
+    Holes in the audio timestamps longer than 10 ms are filled with silence. Raises MediaError
+    when there is no audio stream or nothing decodes.
+    """
+    if sample_rate_hz <= 0:
+        raise ValueError(f"sample_rate_hz must be positive, got {sample_rate_hz}")
+    p = check_input_file(path)
+    with open_input(p) as c:
+        stream = audio_stream(c)
+        if stream is None:
+            raise MediaError(f"{p} has no audio stream.")
+        chunks: list[np.ndarray] = []
+        n_out = 0
+        start_s: float | None = None
+        next_in_s: float | None = None  # expected time of the next input sample
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate_hz)
+
+        def drain(frames: list[Any]) -> None:
+            nonlocal n_out
+            for f in frames:
+                arr = f.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                chunks.append(arr)
+                n_out += arr.size
+
+        for frame in decode_frames(c, stream, p):
+            t = frame.time
+            if start_s is None:
+                start_s = (
+                    float(t)
+                    if t is not None
+                    else (_seconds(stream.start_time, stream.time_base) or 0.0)
+                )
+            elif t is not None and next_in_s is not None and t - next_in_s > _GAP_MIN_S:
+                drain(resampler.resample(None))  # flush, then pad the hole with silence
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate_hz)
+                pad = int(round((float(t) - start_s) * sample_rate_hz)) - n_out
+                if pad > 0:
+                    chunks.append(np.zeros(pad, np.float32))
+                    n_out += pad
+            if frame.sample_rate:
+                base = float(t) if t is not None else next_in_s
+                if base is not None:
+                    next_in_s = base + frame.samples / frame.sample_rate
+            drain(resampler.resample(frame))
+        drain(resampler.resample(None))
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    np.clip(samples, -1.0, 1.0, out=samples)
+    return AudioTrack(samples=samples, sample_rate_hz=sample_rate_hz, start_s=start_s or 0.0)
+
+
+_LAZY = {"shift_audio": "remux", "write_av": "writer", "atomic_output": "output"}
+
+
+def __getattr__(name: str) -> Any:
+    """Also expose the writers here (``from avsync.io.media import shift_audio``), lazily."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"avsync.io.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
