@@ -65,6 +65,8 @@ def detect(
     plot: Path | None = typer.Option(None, help="PNG with the score curve and offset over time "
                                      "(one input only)."),
     max_faces: int = typer.Option(4, min=1, max=16, help="Faces tracked at once."),
+    face_backend: str = typer.Option("mediapipe", help="Landmarks: mediapipe or dlib "
+                                     "(dlib needs the 'dlib' extra and libdlib-data)."),
     progress: bool = typer.Option(True, help="Progress bar on stderr."),
 ) -> None:
     """Measure the offset between lips and voice (offset > 0: audio LATE)."""
@@ -78,7 +80,7 @@ def detect(
             with _progress(progress and sys.stderr.isatty()) as bar:
                 task = bar.add_task(path.name, total=None)
                 result = run_detect(path, method=method, max_offset_frames=max_offset_frames,
-                                    max_faces=max_faces,
+                                    max_faces=max_faces, face_backend=face_backend,
                                     on_frame=lambda n, t=task: bar.update(t, completed=n + 1))
             if plot is not None:
                 from avsync.plots import plot_result

@@ -94,12 +94,12 @@ def _timed(frames: Iterator, clock: dict) -> Iterator:
 
 def analyse_video(path: str | Path, max_faces: int = 4,
                   on_frame: Callable[[int], None] | None = None,
-                  clock: dict | None = None) -> VisualAnalysis:
+                  clock: dict | None = None, face_backend: str = "mediapipe") -> VisualAnalysis:
     """Decode + landmarks + tracks (the expensive, method-independent part)."""
     clock = clock if clock is not None else {"decode": 0.0}
     clock.setdefault("decode", 0.0)
     t0 = time.perf_counter()
-    landmarker = create_landmarker(max_faces=max_faces)
+    landmarker = create_landmarker(face_backend, max_faces=max_faces)
     try:
         frames = _timed(iter(iter_video_frames(path, max_side=ANALYSIS_MAX_SIDE)), clock)
         analysis = analyse_frames(frames, landmarker, on_frame)
@@ -154,7 +154,8 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
 
 def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
            max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, max_faces: int = 4,
-           drift: bool = True, on_frame: Callable[[int], None] | None = None) -> SyncResult:
+           drift: bool = True, on_frame: Callable[[int], None] | None = None,
+           face_backend: str = "mediapipe") -> SyncResult:
     """Measure the lip-sync offset of one video file (see SyncResult for the sign)."""
     if max_offset_frames < 1:
         raise AvsyncError("--max-offset-frames must be at least 1")
@@ -168,7 +169,8 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     t0 = time.perf_counter()
     audio = analyse_audio(path)
     clock["audio"] = time.perf_counter() - t0
-    analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock)
+    analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
+                             face_backend=face_backend)
     if analysis.n_frames < MIN_TRACK_FRAMES:
         raise AvsyncError(f"{path}: the video has {analysis.n_frames} frame(s); "
                           f"at least {MIN_TRACK_FRAMES} are needed")

@@ -89,13 +89,17 @@ def evaluate_clip(clip: Clip, analysis, methods: Sequence[str], shifts: Sequence
     return cases
 
 
-def _analyse(args) -> tuple[int, object | str]:
-    i, clip, cache_dir = args
+def _clip_job(args) -> tuple[int, list[Case] | str]:
+    """Face analysis (cached) + all cases of one clip; an error becomes a one-line string."""
+    i, clip, cache_dir, methods, shifts, contexts = args
     try:
-        return i, cached_analysis(clip.path, cache_dir)
+        analysis = cached_analysis(clip.path, cache_dir)
+        if not analysis.tracks:
+            return i, "no face track"
+        return i, evaluate_clip(clip, analysis, methods, shifts, contexts)
     except AvsyncError as exc:
         return i, str(exc)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001  (one bad clip must not stop a corpus run)
         return i, f"{type(exc).__name__}: {exc}"
 
 
@@ -114,34 +118,22 @@ def evaluate(clips_spec: str | Path, methods: Sequence[str], shifts: Sequence[in
     if not clips:
         raise AvsyncError(f"{clips_spec}: no clips found")
     t0 = time.perf_counter()
-    analyses: dict[int, object] = {}
     failures: dict[str, str] = {}
-    jobs = [(i, c, cache_dir) for i, c in enumerate(clips)]
+    cases: list[Case] = []
+    jobs = [(i, c, cache_dir, list(methods), list(shifts), list(contexts))
+            for i, c in enumerate(clips)]
     with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("face analysis", total=len(jobs))
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                results = pool.map(_analyse, jobs)
-                for i, res in results:
-                    analyses[i] = res
-                    bar.advance(task)
-        else:
-            for job in jobs:
-                i, res = _analyse(job)
-                analyses[i] = res
-                bar.advance(task)
-        cases: list[Case] = []
-        task2 = bar.add_task("scoring", total=len(clips))
-        for i, clip in enumerate(clips):
-            a = analyses[i]
-            if isinstance(a, str) or not a.tracks:
-                failures[str(clip.path)] = a if isinstance(a, str) else "no face track"
+        task = bar.add_task("clips", total=len(jobs))
+        pool = ProcessPoolExecutor(workers) if workers > 1 else None
+        results = pool.map(_clip_job, jobs) if pool else map(_clip_job, jobs)
+        for i, res in results:
+            if isinstance(res, str):
+                failures[str(clips[i].path)] = res
             else:
-                try:
-                    cases += evaluate_clip(clip, a, methods, shifts, contexts)
-                except AvsyncError as exc:
-                    failures[str(clip.path)] = str(exc)
-            bar.advance(task2)
+                cases += res
+            bar.advance(task)
+        if pool:
+            pool.shutdown()
     from avsync.evaluation.report import render_report
 
     text = render_report(cases, clips, failures, methods, shifts, contexts,

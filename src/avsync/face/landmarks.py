@@ -142,8 +142,54 @@ class MediaPipeLandmarker:
         self.close()
 
 
+DLIB_MODEL_PATHS = ("/usr/share/dlib/shape_predictor_68_face_landmarks.dat",
+                    "/usr/local/share/dlib/shape_predictor_68_face_landmarks.dat")
+"""Where Debian's ``libdlib-data`` (and a local install) put the 68-point model."""
+
+
+class DlibLandmarker:
+    """dlib HOG face detector + the 68-point shape predictor (the papers' landmarks).
+
+    Optional: ``pip install dlib-bin`` and Debian's ``libdlib-data`` (or set
+    AVSYNC_DLIB_MODEL to the .dat file). Slower than MediaPipe and without blendshapes.
+    """
+
+    def __init__(self, max_faces: int = 4) -> None:
+        try:
+            import dlib
+        except ImportError as exc:
+            raise AvsyncError("the dlib backend needs 'pip install dlib-bin'") from exc
+        candidates = [os.environ.get("AVSYNC_DLIB_MODEL", ""), *DLIB_MODEL_PATHS]
+        model = next((p for p in candidates if p and Path(p).is_file()), None)
+        if model is None:
+            raise AvsyncError("the dlib 68-point model is missing: install Debian's libdlib-data "
+                              "or set AVSYNC_DLIB_MODEL")
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(model)
+        self._max_faces = max_faces
+
+    def detect(self, image: np.ndarray, time_s: float) -> list[FaceDetection]:
+        rects = sorted(self._detector(image, 0), key=lambda r: -r.area())[: self._max_faces]
+        faces = []
+        for r in rects:
+            shape = self._predictor(image, r)
+            xy = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+            box = (float(xy[:, 0].min()), float(xy[:, 1].min()),
+                   float(xy[:, 0].max()), float(xy[:, 1].max()))
+            faces.append(FaceDetection(xy, np.full(len(BLENDSHAPE_NAMES), np.nan, np.float32), box))
+        return faces
+
+    def close(self) -> None:
+        pass
+
+
+BACKENDS = ("mediapipe", "dlib")
+
+
 def create_landmarker(backend: str = "mediapipe", max_faces: int = 4) -> LandmarkBackend:
-    """Build a landmark backend by name (``mediapipe``; ``dlib`` is planned as a second one)."""
+    """Build a landmark backend by name: ``mediapipe`` (default) or ``dlib`` (optional)."""
     if backend == "mediapipe":
         return MediaPipeLandmarker(max_faces=max_faces)
-    raise AvsyncError(f"unknown face backend {backend!r}; available: mediapipe")
+    if backend == "dlib":
+        return DlibLandmarker(max_faces=max_faces)
+    raise AvsyncError(f"unknown face backend {backend!r}; available: {', '.join(BACKENDS)}")

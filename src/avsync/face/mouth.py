@@ -6,20 +6,54 @@ face's size in the image (identity- and zoom-normalised).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from avsync.face.landmarks import BLENDSHAPE_NAMES, FaceDetection
 
-# MediaPipe FaceMesh indices.
-INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
-OUTER_LIP = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
-UPPER_INNER, LOWER_INNER = 13, 14
-UPPER_OUTER, LOWER_OUTER = 0, 17
-INNER_CORNERS = (78, 308)
-OUTER_CORNERS = (61, 291)
-EYE_CORNERS = (33, 263)
-NOSE_TIP, CHIN = 1, 152
+
+@dataclass(frozen=True)
+class LandmarkScheme:
+    """Indices of the lip, eye, nose and chin points in one landmark layout."""
+
+    name: str
+    inner_lip: tuple[int, ...]
+    outer_lip: tuple[int, ...]
+    upper_inner: int
+    lower_inner: int
+    upper_outer: int
+    lower_outer: int
+    inner_corners: tuple[int, int]
+    outer_corners: tuple[int, int]
+    eye_corners: tuple[int, int]
+    nose_tip: int
+    chin: int
+
+
+MEDIAPIPE_478 = LandmarkScheme(
+    "mediapipe478",
+    inner_lip=(78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178,
+               88, 95),
+    outer_lip=(61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181,
+               91, 146),
+    upper_inner=13, lower_inner=14, upper_outer=0, lower_outer=17, inner_corners=(78, 308),
+    outer_corners=(61, 291), eye_corners=(33, 263), nose_tip=1, chin=152)
+
+IBUG_68 = LandmarkScheme(
+    "ibug68",  # dlib's 68-point layout, as in the papers (0-based)
+    inner_lip=tuple(range(60, 68)), outer_lip=tuple(range(48, 60)),
+    upper_inner=62, lower_inner=66, upper_outer=51, lower_outer=57, inner_corners=(60, 64),
+    outer_corners=(48, 54), eye_corners=(36, 45), nose_tip=30, chin=8)
+
+SCHEMES = {s.name: s for s in (MEDIAPIPE_478, IBUG_68)}
+
+
+def scheme_for(landmarks: np.ndarray) -> LandmarkScheme:
+    """The layout of a landmark array, from its number of points."""
+    return IBUG_68 if len(landmarks) == 68 else MEDIAPIPE_478
+
 
 GEOMETRY_NAMES: tuple[str, ...] = ("aperture", "inner_area", "inner_width", "outer_height",
                                    "outer_area", "jaw_drop")
@@ -39,17 +73,17 @@ def _polygon_area(xy: np.ndarray) -> float:
 def geometry_signals(landmarks: np.ndarray) -> np.ndarray:
     """Scale-free lip geometry of one face.
 
-    landmarks: (478, 2) pixel coordinates. Returns (len(GEOMETRY_NAMES),) float32.
+    landmarks: (478, 2) MediaPipe or (68, 2) iBUG pixel coordinates. Returns (len(GEOMETRY_NAMES),) float32.
     """
-    p = landmarks
-    iod = float(np.linalg.norm(p[EYE_CORNERS[0]] - p[EYE_CORNERS[1]])) + 1e-6
+    p, s = landmarks, scheme_for(landmarks)
+    iod = float(np.linalg.norm(p[s.eye_corners[0]] - p[s.eye_corners[1]])) + 1e-6
     return np.array([
-        np.linalg.norm(p[UPPER_INNER] - p[LOWER_INNER]) / iod,
-        _polygon_area(p[list(INNER_LIP)]) / iod**2,
-        np.linalg.norm(p[INNER_CORNERS[0]] - p[INNER_CORNERS[1]]) / iod,
-        np.linalg.norm(p[UPPER_OUTER] - p[LOWER_OUTER]) / iod,
-        _polygon_area(p[list(OUTER_LIP)]) / iod**2,
-        np.linalg.norm(p[NOSE_TIP] - p[CHIN]) / iod,
+        np.linalg.norm(p[s.upper_inner] - p[s.lower_inner]) / iod,
+        _polygon_area(p[list(s.inner_lip)]) / iod**2,
+        np.linalg.norm(p[s.inner_corners[0]] - p[s.inner_corners[1]]) / iod,
+        np.linalg.norm(p[s.upper_outer] - p[s.lower_outer]) / iod,
+        _polygon_area(p[list(s.outer_lip)]) / iod**2,
+        np.linalg.norm(p[s.nose_tip] - p[s.chin]) / iod,
     ], dtype=np.float32)
 
 
@@ -58,8 +92,9 @@ def mouth_affine(landmarks: np.ndarray, width: int = CROP_W, height: int = CROP_
 
     The mouth (outer corners) spans half the crop width; the crop is centred on the lip centre.
     """
-    left, right = landmarks[OUTER_CORNERS[0]], landmarks[OUTER_CORNERS[1]]
-    centre = landmarks[list(OUTER_LIP)].mean(axis=0)
+    s = scheme_for(landmarks)
+    left, right = landmarks[s.outer_corners[0]], landmarks[s.outer_corners[1]]
+    centre = landmarks[list(s.outer_lip)].mean(axis=0)
     dx, dy = right - left
     angle = np.degrees(np.arctan2(dy, dx))
     scale = (0.5 * width) / max(float(np.hypot(dx, dy)), 1e-3)

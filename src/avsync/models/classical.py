@@ -101,6 +101,17 @@ def _gram(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.exp(-(d * d) / (4 * sigma * sigma))  # Gaussian of two Parzen kernels convolved
 
 
+def _standardise(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-9)
+
+
+def _qmi_from_grams(gx: np.ndarray, gy: np.ndarray) -> float:
+    v_j = float((gx * gy).mean())
+    v_m = float(gx.mean() * gy.mean())
+    v_c = float((gx.mean(1) * gy.mean(1)).mean())
+    return v_j + v_m - 2 * v_c
+
+
 def quadratic_mutual_information(x: np.ndarray, y: np.ndarray) -> float:
     """Euclidean-distance QMI (Principe) between two 1-D signals with Parzen estimates.
 
@@ -108,14 +119,8 @@ def quadratic_mutual_information(x: np.ndarray, y: np.ndarray) -> float:
     """
     if len(x) < 4:
         return 0.0
-    x = (x - x.mean()) / (x.std() + 1e-9)
-    y = (y - y.mean()) / (y.std() + 1e-9)
     sigma = 1.06 * len(x) ** (-0.2)
-    gx, gy = _gram(x, sigma), _gram(y, sigma)
-    v_j = float((gx * gy).mean())
-    v_m = float(gx.mean() * gy.mean())
-    v_c = float((gx.mean(1) * gy.mean(1)).mean())
-    return v_j + v_m - 2 * v_c
+    return _qmi_from_grams(_gram(_standardise(x), sigma), _gram(_standardise(y), sigma))
 
 
 def qmi_curve(visual: np.ndarray, audio_at: AudioAt, shifts: Sequence[float], fps: float,
@@ -125,15 +130,25 @@ def qmi_curve(visual: np.ndarray, audio_at: AudioAt, shifts: Sequence[float], fp
     Returns (len(shifts),): the mean QMI over blocks of ``block_frames``.
     """
     v = np.nan_to_num(visual[:, visual_col].astype(np.float64))
+    audio = [audio_at(k)[:, audio_col].astype(np.float64) for k in shifts]
     curve = np.zeros(len(shifts))
-    for i, k in enumerate(shifts):
-        a = audio_at(k)[:, audio_col].astype(np.float64)
-        ok = np.isfinite(a)
-        vals = []
-        for s in range(0, len(v), block_frames):
-            m = ok[s: s + block_frames]
-            if m.sum() >= 8:
-                vals.append(quadratic_mutual_information(v[s: s + block_frames][m],
-                                                         np.exp(a[s: s + block_frames][m])))
-        curve[i] = float(np.mean(vals)) if vals else 0.0
+    vals: list[list[float]] = [[] for _ in shifts]
+    for s in range(0, len(v), block_frames):
+        vb = v[s: s + block_frames]
+        gx_full = None
+        for i, a in enumerate(audio):
+            ab = a[s: s + block_frames]
+            m = np.isfinite(ab)
+            if m.sum() < 8:
+                continue
+            sigma = 1.06 * int(m.sum()) ** (-0.2)
+            if m.all():
+                if gx_full is None:
+                    gx_full = _gram(_standardise(vb), sigma)
+                gx = gx_full
+            else:
+                gx = _gram(_standardise(vb[m]), sigma)
+            vals[i].append(_qmi_from_grams(gx, _gram(_standardise(np.exp(ab[m])), sigma)))
+    for i, v_i in enumerate(vals):
+        curve[i] = float(np.mean(v_i)) if v_i else 0.0
     return curve
