@@ -15,3 +15,44 @@ def realclips() -> Path:
     if not REALCLIPS_DIR.is_dir():
         pytest.skip(f"real clips not available at {REALCLIPS_DIR}")
     return REALCLIPS_DIR
+
+
+EXAMPLE_CLIP = Path(__file__).resolve().parents[1] / "examples" / "grid_bbaf2n.mp4"
+GRID_FALLBACK = "LipNet/evaluation/samples/GRID/bbaf2n.mpg"
+
+
+@pytest.fixture(scope="session")
+def example_clip() -> Path:
+    """The shipped in-sync example (GRID bbaf2n, 25 fps, 3 s).
+
+    Falls back to the same GRID clip among the real clips; skips when neither exists.
+    """
+    if EXAMPLE_CLIP.is_file() and EXAMPLE_CLIP.stat().st_size > 0:
+        return EXAMPLE_CLIP
+    fallback = REALCLIPS_DIR / GRID_FALLBACK
+    if fallback.is_file():
+        return fallback
+    pytest.skip(f"example clip not available ({EXAMPLE_CLIP} nor {fallback})")
+
+
+@pytest.fixture(scope="session")
+def example_frames(example_clip: Path):
+    """(T, H, W, 3) uint8 RGB frames of the example clip, decoded once."""
+    import numpy as np
+
+    from avsync.io import iter_video_frames
+
+    return np.stack([f.image for f in iter_video_frames(example_clip, max_side=None)])
+
+
+@pytest.fixture(scope="session")
+def realclip(realclips: Path):
+    """``realclip(relpath)``: a clip of the real-data folder; skips when that file is missing."""
+
+    def get(relpath: str) -> Path:
+        p = realclips / relpath
+        if not p.is_file():
+            pytest.skip(f"real clip {relpath} not available")
+        return p
+
+    return get

@@ -101,10 +101,12 @@ def detect(
 
 
 def _report_error(path: Path, message: str, json_out: bool) -> None:
+    if not json_out and str(path) not in message and path.name not in message:
+        message = f"{path}: {message}"
     if json_out:
         print(json.dumps({"path": str(path), "error": message}), flush=True)
     else:
-        err.print(f"[red]error:[/red] {path}: {message}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
 
 
 @app.command()

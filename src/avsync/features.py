@@ -92,7 +92,8 @@ class AudioFeatures:
         i1 = np.clip(i0 + 1, 0, len(vals) - 1)
         w = (pos - i0)[:, None]
         out = vals[i0] * (1 - w) + vals[i1] * w
-        out[(pos < 0) | (pos > len(vals) - 1)] = np.nan
+        tol = 1e-6  # grid times themselves must not fall outside through rounding
+        out[(pos < -tol) | (pos > len(vals) - 1 + tol)] = np.nan
         return out.astype(np.float32)
 
 
@@ -130,6 +131,8 @@ def shift_samples(samples: np.ndarray, shift_frames: float, fps: float,
     """
     n = int(round(shift_frames * sample_rate_hz / fps))
     out = np.zeros_like(samples)
+    if abs(n) >= len(samples):
+        return out
     if n >= 0:
         out[n:] = samples[: len(samples) - n] if n < len(samples) else samples[:0]
     else:

@@ -324,8 +324,22 @@ class _Remuxer:
                 if not p.is_discard:
                     self.shown_end_s = max(self.shown_end_s, end)
             for q in self.bsf.filter(p) if self.bsf is not None else [p]:
+                self._monotonic_dts(q)
                 q.stream = self.vout
                 self.output.mux(q)
+
+    def _monotonic_dts(self, q: Any) -> None:
+        """Nudge a repeated or decreasing DTS forward (as ffmpeg does when stream-copying).
+
+        MPEG-PS inputs can carry two packets with one DTS; mp4/mov muxers refuse that.
+        """
+        last = getattr(self, "_last_dts", None)
+        if q.dts is not None and last is not None and q.dts <= last:
+            q.dts = last + 1
+            if q.pts is not None and q.pts < q.dts:
+                q.pts = q.dts
+        if q.dts is not None:
+            self._last_dts = q.dts
 
     def _audio(self, packet: Any) -> None:
         try:

@@ -60,7 +60,7 @@ class QMIMethod:
 
 
 register_model("avcorr", "classical",
-               "audio-visual correlation of lip signals and 1-3 kHz energy (default)")(
+               "audio-visual correlation of lip signals and 1-3 kHz energy")(
     CorrelationMethod)
 register_model("qmi", "classical",
                "quadratic mutual information of mouth flow and audio power (Liu & Sato)")(
