@@ -22,7 +22,7 @@ from avsync.evaluation.cache import cached_analysis
 from avsync.evaluation.clips import load_clips
 from avsync.evaluation.report import auc
 from avsync.features import audio_features
-from avsync.inference import synchronise
+from avsync.inference import MIN_TRACK_FRAMES, synchronise
 from avsync.io import load_audio
 from avsync.models.registry import create_model
 
@@ -39,7 +39,7 @@ def run(clips_spec: Path, method: str, cache: Path) -> str:
         except Exception as exc:  # noqa: BLE001
             print(f"skip {c.path}: {exc}", file=sys.stderr)
             continue
-        if a.tracks:
+        if any(t.n_frames >= MIN_TRACK_FRAMES for t in a.tracks):
             analyses.append((c, a))
             audios.append(load_audio(c.path))
     matched, mismatched = [], []

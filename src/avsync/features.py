@@ -97,21 +97,50 @@ class AudioFeatures:
         return out.astype(np.float32)
 
 
+BLOCK_HOPS: int = 6000
+"""Audio features are computed in blocks of this many hops (60 s) so memory stays flat."""
+
+
+def _block_power(padded: np.ndarray, i0: int, i1: int) -> np.ndarray:
+    """Power spectrum of hops [i0, i1) from audio padded by half a window on each side."""
+    seg = padded[i0 * AUDIO_HOP_SAMPLES: (i1 - 1) * AUDIO_HOP_SAMPLES + AUDIO_WIN_SAMPLES]
+    x = torch.from_numpy(np.ascontiguousarray(seg, dtype=np.float32))
+    spec = torch.stft(x, n_fft=AUDIO_WIN_SAMPLES, hop_length=AUDIO_HOP_SAMPLES,
+                      win_length=AUDIO_WIN_SAMPLES, window=torch.hann_window(AUDIO_WIN_SAMPLES),
+                      center=False, return_complex=True)
+    return (spec.abs() ** 2).T.numpy()
+
+
 def audio_features(samples: np.ndarray, start_s: float = 0.0,
                    sample_rate_hz: int = SAMPLE_RATE_HZ) -> AudioFeatures:
-    """Compute AUDIO_NAMES on a 10 ms grid from mono samples starting at ``start_s``."""
+    """Compute AUDIO_NAMES on a 10 ms grid from mono samples starting at ``start_s``.
+
+    Hop i is centred on sample i * hop (as ``torch.stft(center=True)``); the work is done in
+    blocks of BLOCK_HOPS hops, so memory does not grow with the length beyond the result.
+    """
     if sample_rate_hz != SAMPLE_RATE_HZ:
         raise ValueError(f"expected {SAMPLE_RATE_HZ} Hz audio, got {sample_rate_hz}")
-    power = power_spectrogram(samples)
-    freqs = np.linspace(0, sample_rate_hz / 2, power.shape[1])
+    n_hops = len(samples) // AUDIO_HOP_SAMPLES + 1
+    half = AUDIO_WIN_SAMPLES // 2
+    padded = np.pad(np.asarray(samples, np.float32), (half, half + AUDIO_HOP_SAMPLES))
+    freqs = np.linspace(0, sample_rate_hz / 2, AUDIO_WIN_SAMPLES // 2 + 1)
+    fb = mel_filterbank(N_MELS, AUDIO_WIN_SAMPLES, sample_rate_hz).T
+    dct = dct_matrix(N_MFCC, N_MELS).T
+    speech_bins = (freqs >= 300) & (freqs < 3000)
+    band_bins = [(freqs >= lo) & (freqs < hi) for lo, hi in BANDS_HZ]
     eps = 1e-8
-    log_energy = np.log(power.sum(1) + eps)
-    speech = np.log(power[:, (freqs >= 300) & (freqs < 3000)].sum(1) + eps)
-    bands = [np.log(power[:, (freqs >= lo) & (freqs < hi)].sum(1) + eps) for lo, hi in BANDS_HZ]
-    logmel = np.log(power @ mel_filterbank(N_MELS, AUDIO_WIN_SAMPLES, sample_rate_hz).T + eps)
-    flux = np.r_[0.0, np.clip(np.diff(logmel, axis=0), 0, None).mean(1)]
-    mfcc = logmel @ dct_matrix(N_MFCC, N_MELS).T
-    values = np.column_stack([log_energy, speech, flux, *bands, mfcc]).astype(np.float32)
+    blocks, prev_logmel = [], None
+    for i0 in range(0, n_hops, BLOCK_HOPS):
+        power = _block_power(padded, i0, min(n_hops, i0 + BLOCK_HOPS))
+        logmel = np.log(power @ fb + eps)
+        first = logmel[:1] if prev_logmel is None else prev_logmel
+        flux = np.clip(np.diff(np.concatenate([first, logmel]), axis=0), 0, None).mean(1)
+        prev_logmel = logmel[-1:]
+        blocks.append(np.column_stack([
+            np.log(power.sum(1) + eps), np.log(power[:, speech_bins].sum(1) + eps), flux,
+            *[np.log(power[:, m].sum(1) + eps) for m in band_bins], logmel @ dct,
+        ]).astype(np.float32))
+    values = np.concatenate(blocks)
     times = start_s + np.arange(len(values)) * (AUDIO_HOP_SAMPLES / sample_rate_hz)
     return AudioFeatures(times_s=times, values=values)
 

@@ -35,6 +35,10 @@ ANALYSIS_MAX_SIDE: int = 640
 
 SILENCE_RMS: float = 1e-4
 
+SEGMENT_S: float = 60.0
+"""Tracks longer than this are scored in segments whose curves are averaged (length-weighted),
+so the memory of scoring does not grow with duration."""
+
 
 @dataclass
 class CurveScore:
@@ -48,6 +52,25 @@ def shifts_for(max_offset_frames: int) -> np.ndarray:
     return np.arange(-max_offset_frames, max_offset_frames + 1)
 
 
+def segment_bounds(n_frames: int, fps: float, segment_s: float = SEGMENT_S) -> list[tuple[int, int]]:
+    """[start, stop) frame ranges of about ``segment_s``; a short tail joins the last segment."""
+    size = max(MIN_TRACK_FRAMES, int(round(segment_s * fps)))
+    bounds = [(a, min(a + size, n_frames)) for a in range(0, n_frames, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < size // 2:
+        bounds[-2:] = [(bounds[-2][0], bounds[-1][1])]
+    return bounds
+
+
+def curve(method: SyncMethod, inp: SyncInput, shifts: np.ndarray) -> np.ndarray:
+    """The method's scores over ``shifts``; long tracks averaged over segments."""
+    bounds = segment_bounds(inp.n_frames, inp.fps)
+    if len(bounds) == 1:
+        return np.asarray(method.score(inp, shifts), dtype=np.float64)
+    total = sum((b - a) * np.asarray(method.score(inp.window(a, b), shifts), np.float64)
+                for a, b in bounds)
+    return total / inp.n_frames
+
+
 def score_input(method: SyncMethod, inp: SyncInput, shifts: np.ndarray,
                 n_null: int = N_NULL) -> CurveScore:
     """Curve over shifts, its best shift, and the peak's standing against a null.
@@ -55,11 +78,11 @@ def score_input(method: SyncMethod, inp: SyncInput, shifts: np.ndarray,
     The null: the same visual signals circularly displaced by 1/4..3/4 of their length (so they
     face unrelated audio of the same file); the confidence is (peak - mean null peak) / std.
     """
-    scores = np.asarray(method.score(inp, shifts), dtype=np.float64)
+    scores = curve(method, inp, shifts)
     best = int(np.argmax(scores))
     t = inp.n_frames
     rolls = np.linspace(t // 4, 3 * t // 4, n_null).astype(int)
-    null_peaks = np.array([np.max(method.score(inp.rolled(int(r)), shifts)) for r in rolls])
+    null_peaks = np.array([np.max(curve(method, inp.rolled(int(r)), shifts)) for r in rolls])
     spread = max(float(null_peaks.std()), 1e-3 * max(abs(float(null_peaks.mean())), 1e-6))
     confidence = float((scores[best] - null_peaks.mean()) / spread)
     return CurveScore(shifts, scores, int(shifts[best]), confidence)
