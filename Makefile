@@ -30,7 +30,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
