@@ -68,13 +68,43 @@ def run(clips_spec: Path, method: str, cache: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cases_section(cases_json: Path, method: str) -> str:
+    """Confidence vs correctness on the shifted cases of an `avsync evaluate --json` run."""
+    import json
+
+    if not cases_json.is_file():
+        return ""
+    cases = [c for c in json.loads(cases_json.read_text()) if c["context"] == "whole"
+             and c["method"] == method]
+    zero = {c["clip"]: c["predicted"] for c in cases if c["shift"] == 0}
+    cases = [c for c in cases if c["clip"] in zero]
+    conf = np.array([c["confidence"] for c in cases])
+    right = np.array([abs(c["predicted"] - c["shift"]) <= 1 for c in cases])
+    consistent = np.array([abs(c["predicted"] - zero[c["clip"]] - c["shift"]) <= 1 for c in cases])
+    lines = ["", f"On the {len(cases)} whole-clip shifted cases of `{cases_json}`: AUC right vs "
+             f"wrong (|pred - k| <= 1) **{auc(conf[right], conf[~right]):.3f}**; AUC consistent "
+             f"vs inconsistent (|pred(k) - pred(0) - k| <= 1) "
+             f"**{auc(conf[consistent], conf[~consistent]):.3f}**. Wrong answers are dominated by "
+             "clips whose own offset is confidently non-zero (see the flagged list above), which "
+             "the confidence cannot know about.", "",
+             "| threshold | cases kept | accuracy ±1 among kept | consistent among kept |",
+             "|---|---|---|---|"]
+    for t in THRESHOLDS:
+        keep = conf >= t
+        lines.append(f"| {t} | {keep.mean():.3f} | {right[keep].mean():.3f} | "
+                     f"{consistent[keep].mean():.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=Path, default=Path("../shared/data/realclips"))
     ap.add_argument("--method", default="avcorr")
     ap.add_argument("--cache", type=Path, default=Path("cache/eval"))
+    ap.add_argument("--cases", type=Path, default=Path("cache/eval_cases.json"),
+                    help="per-case JSON of an `avsync evaluate --json` run (optional)")
     args = ap.parse_args()
-    print(run(args.clips, args.method, args.cache))
+    print(run(args.clips, args.method, args.cache) + cases_section(args.cases, args.method))
 
 
 if __name__ == "__main__":
