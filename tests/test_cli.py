@@ -362,3 +362,20 @@ def test_mouth_only_crop(realclip) -> None:
         assert out.exit_code == 1
         assert len(error_lines(out.stderr)) == 1
         assert out.stdout.strip() == ""
+
+
+@pytest.mark.realdata
+def test_fix_refuses_low_confidence_detection(realclip, example_frames, tmp_path: Path) -> None:
+    """Lips of one speaker with another speaker's voice: `fix` must not apply a guess."""
+    from avsync.io import load_audio, write_av
+
+    other = load_audio(realclip("PC-AVS/misc/Audio_Source/00015.mp4")).samples
+    n = int(len(example_frames) / 25 * 16000)
+    dubbed = write_av(tmp_path / "dubbed.mp4", example_frames, 25, other[:n], 16000)
+    out = tmp_path / "out.mp4"
+    res = run_inprocess("fix", str(dubbed), "-o", str(out))
+    assert res.exit_code == 1
+    assert "low confidence" in res.stderr
+    assert not out.exists()
+    forced = run_inprocess("fix", str(dubbed), "-o", str(out), "--force")
+    assert forced.exit_code == 0 and out.is_file()

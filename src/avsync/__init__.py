@@ -20,17 +20,25 @@ __version__ = "0.1.0"
 
 
 def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = None,
-        method: str = "avcorr", overwrite: bool = False) -> tuple[Path, float]:
+        method: str = "avcorr", overwrite: bool = False,
+        force: bool = False) -> tuple[Path, float]:
     """Write ``out_path`` with the audio moved so it is in sync; returns (path, offset_ms used).
 
-    ``offset_ms`` is the measured offset (audio late when > 0); when None it is detected.
+    ``offset_ms`` is the measured offset (audio late when > 0); when None it is detected, and a
+    detection below the reliability threshold is refused unless ``force``.
     The input is never modified; the output is written atomically.
     """
     from avsync.io import check_output_path, shift_audio
 
     check_output_path(out_path, overwrite=overwrite, protect=[in_path])
     if offset_ms is None:
-        offset_ms = detect(in_path, method=method, drift=False).offset_ms
+        result = detect(in_path, method=method, drift=False)
+        if not result.reliable and not force:
+            raise AvsyncError(
+                f"{in_path}: the detected offset ({result.offset_ms:+.0f} ms) has low confidence "
+                f"({result.confidence:.1f}); check it with 'avsync detect --plot', then pass "
+                "--offset-ms, or --force to apply it anyway")
+        offset_ms = result.offset_ms
     return shift_audio(in_path, out_path, offset_ms, overwrite=overwrite), float(offset_ms)
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``avsync detect | fix | evaluate | models``. Thin wrappers over the library.
+"""Command line: ``avsync detect | fix | evaluate | models | prepare``. Thin wrappers over the library.
 
 Every user-facing failure is one line on stderr and a non-zero exit, never a traceback.
 """
@@ -50,7 +50,9 @@ def _summary(r) -> str:
         mark = "*" if t.speaking else " "
         lines.append(f"  {mark} track {t.track_id} shot {t.shot} {t.start_s:7.2f}-{t.end_s:7.2f} s:"
                      f" {t.offset_frames:+d} fr ({t.offset_ms:+.0f} ms), conf {t.confidence:.1f}")
-    if not r.in_sync:
+    if not r.reliable:
+        lines.append("  the evidence is weak: check 'avsync detect --plot' before fixing")
+    elif not r.in_sync:
         lines.append(f"  fix: avsync fix '{r.path}' -o OUT --offset-ms {r.offset_ms:g}")
     return "\n".join(lines)
 
@@ -117,13 +119,14 @@ def fix(
                                            "detected when omitted."),
     method: str = typer.Option(DEFAULT_METHOD, help="Method used when detecting."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
+    force: bool = typer.Option(False, help="Apply a detected offset even at low confidence."),
 ) -> None:
     """Write a new file whose audio is shifted into sync (video stream copied)."""
     from avsync import fix as run_fix
 
     try:
         written, used = run_fix(in_path, out, offset_ms=offset_ms, method=method,
-                                overwrite=overwrite)
+                                overwrite=overwrite, force=force)
     except AvsyncError as exc:
         _fail(_one_sentence(exc))
     except Exception as exc:  # noqa: BLE001
@@ -169,6 +172,38 @@ def evaluate(
     except ValueError as exc:
         _fail(_one_sentence(exc))
     print(table)
+
+
+@app.command()
+def prepare(
+    clips: Path = typer.Option(..., help="Folder of in-sync clips, a MANIFEST.tsv or a .jsonl."),
+    out: Path = typer.Option(Path("cache/train"), help="Folder for the training cache (.npz)."),
+    workers: int = typer.Option(1, min=1, help="Processes for the face analysis."),
+    progress: bool = typer.Option(True, help="Progress bar on stderr."),
+) -> None:
+    """Preprocess clips once into a compact training cache (mouth crops, lips, log-mel)."""
+    import time
+
+    from avsync.data import build_cache
+    from avsync.evaluation.clips import load_clips
+
+    t0 = time.perf_counter()
+    try:
+        clip_list = load_clips(clips)
+        if not clip_list:
+            _fail(f"{clips}: no clips found")
+        if out.exists() and not out.is_dir():
+            _fail(f"{out}: exists and is not a folder")
+        paths = build_cache(clip_list, out, workers=workers, progress=progress and err.is_terminal)
+    except AvsyncError as exc:
+        _fail(_one_sentence(exc))
+    except OSError as exc:
+        _fail(f"cannot write the cache in {out} ({exc.strerror or exc})")
+    size = sum(p.stat().st_size for p in paths)
+    print(f"cached {len(paths)} of {len(clip_list)} clips in {out} ({len(clip_list) - len(paths)} "
+          f"skipped); {size / 2**20:.1f} MiB; {time.perf_counter() - t0:.0f} s")
+    if not paths:
+        raise typer.Exit(1)
 
 
 def main() -> None:
