@@ -1,7 +1,9 @@
 """Face tracks over a video: shot-cut detection, frame-to-frame association, per-track signals.
 
 Everything streams: per frame we keep only a few floats per face, so memory grows by ~100 bytes
-per frame and face, never by image size.
+per frame and face, never by image size. With ``keep_crops=True`` (opt-in, for building training
+data) each frame also keeps a 48x48 grey mouth crop and 40 normalised lip points: about 2.5 KB per
+frame and face.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import cv2
 import numpy as np
 
 from avsync.face.landmarks import FaceDetection, LandmarkBackend
-from avsync.face.mouth import SIGNAL_NAMES, flow_signals, frame_signals, mouth_crop
+from avsync.face.mouth import (
+    IBUG_68,
+    SIGNAL_NAMES,
+    flow_signals,
+    frame_signals,
+    mouth_crop,
+    scheme_for,
+)
 
 CUT_THRESHOLD: float = 0.45
 """Half L1 distance between consecutive frames' colour histograms above which a cut is declared."""
@@ -24,6 +33,31 @@ MAX_GAP_FRAMES: int = 6
 MIN_IOU: float = 0.3
 """Minimum box overlap to continue a track."""
 
+KEPT_CROP_SIZE: int = 48
+"""Side (pixels) of the square grey mouth crop kept with ``keep_crops`` (mouth = half its width)."""
+
+N_LIP_POINTS: int = 40
+"""Lip points kept with ``keep_crops``: MediaPipe's 20 inner + 20 outer lip landmarks."""
+
+
+def lip_points(landmarks: np.ndarray) -> np.ndarray:
+    """Scale-free lip shape of one face: (N_LIP_POINTS, 2) float16.
+
+    landmarks: (478, 2) MediaPipe pixel coordinates. Rows are the 20 inner then the 20 outer lip
+    points (MEDIAPIPE_478 order), minus the outer-lip centroid, divided by the inter-ocular
+    distance (outer eye corners), so units are inter-ocular distances. Not rotated.
+    For the 68-point iBUG layout (dlib) the result is all NaN: its 8 + 12 lip points have no
+    40-point equivalent.
+    """
+    s = scheme_for(landmarks)
+    if s is IBUG_68:
+        return np.full((N_LIP_POINTS, 2), np.nan, np.float16)
+    p = np.asarray(landmarks, np.float64)
+    iod = float(np.linalg.norm(p[s.eye_corners[0]] - p[s.eye_corners[1]])) + 1e-6
+    centre = p[list(s.outer_lip)].mean(axis=0)
+    pts = p[list(s.inner_lip) + list(s.outer_lip)]
+    return ((pts - centre) / iod).astype(np.float16)
+
 
 @dataclass
 class Track:
@@ -32,6 +66,11 @@ class Track:
     frame_index: (T,) int frame numbers in the video; time_s: (T,) frame times (s);
     signals: (T, len(SIGNAL_NAMES)) float32, NaN where the face was missed in a gap frame.
     box_area: mean box area as a fraction of the image.
+
+    Only filled when tracking with ``keep_crops=True`` (else empty): mouth: (T,) of
+    (KEPT_CROP_SIZE, KEPT_CROP_SIZE) uint8 grey aligned mouth crops (a gap frame repeats the
+    previous crop); lips: (T,) of (N_LIP_POINTS, 2) float16 (see :func:`lip_points`; NaN in gap
+    frames); valid: (T,) bool, False for gap frames (face not detected, values filled in).
     """
 
     track_id: int
@@ -42,6 +81,9 @@ class Track:
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
     last_seen: int = -1
     prev_crop: np.ndarray | None = None
+    mouth: list[np.ndarray] = field(default_factory=list)
+    lips: list[np.ndarray] = field(default_factory=list)
+    valid: list[bool] = field(default_factory=list)
 
     @property
     def n_frames(self) -> int:
@@ -95,9 +137,13 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 class Tracker:
-    """Greedy IoU association of per-frame detections into tracks, split at shot cuts."""
+    """Greedy IoU association of per-frame detections into tracks, split at shot cuts.
 
-    def __init__(self) -> None:
+    keep_crops: also keep per-frame mouth crops, lip points and validity in each Track.
+    """
+
+    def __init__(self, keep_crops: bool = False) -> None:
+        self.keep_crops = keep_crops
         self.finished: list[Track] = []
         self.active: list[Track] = []
         self.shot = 0
@@ -133,8 +179,7 @@ class Tracker:
                 still.append(track)
         self.active = still
 
-    @staticmethod
-    def _append(track: Track, index: int, time_s: float, image: np.ndarray,
+    def _append(self, track: Track, index: int, time_s: float, image: np.ndarray,
                 face: FaceDetection) -> None:
         # Fill the frames the detector missed with NaN rows (interpolated later).
         if track.last_seen >= 0:
@@ -143,6 +188,10 @@ class Tracker:
                 track.time_s.append(np.nan)
                 track.signals.append(np.full(len(SIGNAL_NAMES), np.nan, np.float32))
                 track.boxes.append(track.boxes[-1])
+                if self.keep_crops:
+                    track.mouth.append(track.mouth[-1])
+                    track.lips.append(np.full((N_LIP_POINTS, 2), np.nan, np.float16))
+                    track.valid.append(False)
             track.prev_crop = track.prev_crop if index - track.last_seen == 1 else None
         crop = mouth_crop(image, face.landmarks)
         flow = flow_signals(track.prev_crop, crop)
@@ -152,6 +201,10 @@ class Tracker:
         track.signals.append(frame_signals(face, flow))
         track.boxes.append(face.box)
         track.last_seen = index
+        if self.keep_crops:
+            track.mouth.append(mouth_crop(image, face.landmarks, KEPT_CROP_SIZE, KEPT_CROP_SIZE))
+            track.lips.append(lip_points(face.landmarks))
+            track.valid.append(True)
 
     def close(self) -> list[Track]:
         self.finished.extend(self.active)
@@ -162,9 +215,13 @@ class Tracker:
 
 
 def analyse_frames(frames: Iterable, landmarker: LandmarkBackend,
-                   on_frame: Callable[[int], None] | None = None) -> VisualAnalysis:
-    """Run landmarks + tracking over frames (objects with ``index``, ``time_s``, ``image``)."""
-    tracker = Tracker()
+                   on_frame: Callable[[int], None] | None = None,
+                   keep_crops: bool = False) -> VisualAnalysis:
+    """Run landmarks + tracking over frames (objects with ``index``, ``time_s``, ``image``).
+
+    keep_crops: also store per-frame mouth crops and lip points in the tracks (see Track).
+    """
+    tracker = Tracker(keep_crops=keep_crops)
     prev_hist = None
     times: list[float] = []
     cuts: list[int] = []
