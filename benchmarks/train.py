@@ -1,0 +1,145 @@
+"""Train a neural sync method end to end from the training cache (CPU or GPU, torchrun-ready).
+
+    python benchmarks/train.py --cache cache/train --split src/avsync/data/realclips_split.jsonl \
+        --method syncnet|landmark --preset small --steps N --out runs/NAME [--device cuda]
+
+Writes to --out: model.safetensors (best weights + metadata), curves.json, curves.png and
+run.json (arguments, data counts, best metrics, timing). Multi-GPU:
+``torchrun --nproc_per_node 4 benchmarks/train.py ... --device cuda``.
+
+The split file is JSON Lines ``{"path": MANIFEST-relative path, "speaker", "split": "train"|"val"}``;
+cache files are matched to it by the ``path`` stored in each npz (relative to the realclips
+folder or absolute), on the path's suffix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+
+from avsync.models.syncnet import count_parameters
+from avsync.train import SyncDataset, TaskConfig, TrainConfig, build_model, seed_everything, train
+from avsync.train.checkpoint import MODEL_FAMILIES
+from avsync.train.loop import distributed_env
+
+KIND = {"syncnet": "mouth", "landmark": "lips"}
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(p for p in PurePosixPath(path.replace("\\", "/")).parts if p not in ("/", "."))
+
+
+def same_clip(stored: str, manifest_rel: str) -> bool:
+    """True when the cache's stored path and a MANIFEST-relative path name the same file:
+    one is a suffix (whole path components) of the other, the manifest path entirely."""
+    a, b = _parts(stored), _parts(manifest_rel)
+    if not a or not b:
+        return False
+    n = min(len(a), len(b))
+    return a[-n:] == b[-n:] and (len(b) <= len(a) or not PurePosixPath(stored).is_absolute())
+
+
+def match_split(cache_files: list[Path], split_rows: list[dict]) -> tuple[dict[str, list[Path]],
+                                                                         dict[str, set[str]], list[Path]]:
+    """({"train": files, "val": files}, {"train": speakers, "val": speakers}, unmatched files)."""
+    by_name: dict[str, list[dict]] = {}
+    for row in split_rows:
+        by_name.setdefault(_parts(row["path"])[-1], []).append(row)
+    files: dict[str, list[Path]] = {"train": [], "val": []}
+    speakers: dict[str, set[str]] = {"train": set(), "val": set()}
+    unmatched = []
+    for f in cache_files:
+        with np.load(f, allow_pickle=False) as z:
+            stored = str(z["path"])
+        rows = [r for r in by_name.get(_parts(stored)[-1] if _parts(stored) else "", [])
+                if same_clip(stored, r["path"])]
+        if not rows or rows[0]["split"] not in files:
+            unmatched.append(f)
+            continue
+        files[rows[0]["split"]].append(f)
+        speakers[rows[0]["split"]].add(str(rows[0].get("speaker", "")))
+    return files, speakers, unmatched
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cache", type=Path, default=Path("cache/train"))
+    ap.add_argument("--split", type=Path, default=Path("src/avsync/data/realclips_split.jsonl"))
+    ap.add_argument("--method", choices=sorted(MODEL_FAMILIES), required=True)
+    ap.add_argument("--preset", choices=("debug", "small"), default="small")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr)
+    ap.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
+    ap.add_argument("--patience", type=int, default=TrainConfig.patience)
+    ap.add_argument("--warmup", type=int, default=TrainConfig.warmup_steps)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--loss", choices=("pm", "bce", "contrastive"), default="pm")
+    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = ap.parse_args(argv)
+    rank, world, local_rank = distributed_env()
+    device = args.device
+    if device == "cuda" and world > 1:
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(local_rank)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    say = print if rank == 0 else (lambda *_a, **_k: None)
+
+    rows = [json.loads(line) for line in args.split.read_text().splitlines() if line.strip()]
+    cache_files = sorted(args.cache.glob("*.npz"))
+    if not cache_files:
+        say(f"no cache files in {args.cache}", file=sys.stderr)
+        return 2
+    files, speakers, unmatched = match_split(cache_files, rows)
+    say(f"cache {len(cache_files)} files: train {len(files['train'])} ({len(speakers['train'])} speakers), "
+        f"val {len(files['val'])} ({len(speakers['val'])} speakers), not in split {len(unmatched)}")
+    shared = speakers["train"] & speakers["val"]
+    if shared:
+        say(f"error: speakers in both train and val: {sorted(shared)[:5]}", file=sys.stderr)
+        return 2
+    if not files["train"]:
+        say("error: no training clip matched the split", file=sys.stderr)
+        return 2
+
+    task = TaskConfig(loss=args.loss, augment=not args.no_augment)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      warmup_steps=min(args.warmup, max(1, args.steps // 10)),
+                      eval_every=args.eval_every, patience=args.patience, seed=args.seed)
+    t0 = time.perf_counter()
+    train_ds = SyncDataset(files["train"], KIND[args.method], task)
+    val_ds = SyncDataset(files["val"], KIND[args.method], task) if files["val"] else None
+    say(f"windows: train {train_ds.n_windows} ({len(train_ds)} groups of {task.group}), "
+        f"val {val_ds.n_windows if val_ds else 0} "
+        f"(loaded in {time.perf_counter() - t0:.1f} s)")
+    seed_everything(args.seed)
+    model = build_model(args.method, args.preset)
+    say(f"{args.method}/{args.preset}: {count_parameters(model)} parameters, device {device}, "
+        f"world size {world}")
+    result = train(model, train_ds, val_ds, task, cfg, device, out_dir=args.out, method=args.method,
+                   extra_meta={"preset": args.preset, "split": str(args.split)})
+    if rank == 0:
+        run = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(device),
+               "world_size": world, "parameters": count_parameters(model),
+               "train_clips": len(files["train"]), "val_clips": len(files["val"]),
+               "train_speakers": len(speakers["train"]), "val_speakers": len(speakers["val"]),
+               "train_windows": train_ds.n_windows, "best": result.best, "best_step": result.best_step,
+               "steps_run": result.steps_run, "stopped_early": result.stopped_early,
+               "seconds": round(result.seconds, 1), "train_config": asdict(cfg)}
+        (args.out / "run.json").write_text(json.dumps(run, indent=1, default=str))
+        say(f"best {result.best} at step {result.best_step}; {result.seconds:.0f} s; -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Checkpoints: safetensors weights with everything needed to rebuild the model in the metadata.
+
+Metadata (all values are strings, as safetensors requires):
+``method`` (a MODEL_FAMILIES key), ``config`` (JSON of the frozen config dataclass),
+``preprocess`` (JSON, ``avsync.models.neural.PREPROCESS``), ``metrics`` (JSON), and
+``format`` ("avsync-neural-1").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from avsync.errors import AvsyncError
+from avsync.models.landmark import LandmarkSync, LandmarkSyncConfig
+from avsync.models.neural import PREPROCESS
+from avsync.models.syncnet import EmbeddingModel, SyncNet, SyncNetConfig
+
+FORMAT: str = "avsync-neural-1"
+
+MODEL_FAMILIES: dict[str, tuple[type, type[EmbeddingModel]]] = {
+    "syncnet": (SyncNetConfig, SyncNet),
+    "landmark": (LandmarkSyncConfig, LandmarkSync),
+}
+"""Method name -> (config dataclass, model class)."""
+
+
+def build_model(method: str, config: Any | str = "small") -> EmbeddingModel:
+    """A fresh model of ``method`` from a config instance or a preset name ("debug"/"small")."""
+    if method not in MODEL_FAMILIES:
+        raise AvsyncError(f"unknown neural method {method!r}; known: {', '.join(MODEL_FAMILIES)}")
+    cfg_cls, model_cls = MODEL_FAMILIES[method]
+    cfg = cfg_cls.preset(config) if isinstance(config, str) else config
+    if not isinstance(cfg, cfg_cls):
+        raise AvsyncError(f"{method} needs a {cfg_cls.__name__}, got {type(cfg).__name__}")
+    return model_cls(cfg)
+
+
+def config_to_json(config: Any) -> str:
+    """JSON of a frozen config dataclass (tuples become lists)."""
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+
+
+def config_from_json(cls: type, text: str) -> Any:
+    """Rebuild a config dataclass from ``config_to_json``; lists become tuples again.
+
+    Unknown keys (from a newer version) are an error; missing keys take the defaults.
+    """
+    return config_from_dict(cls, json.loads(text))
+
+
+def config_from_dict(cls: type, raw: dict[str, Any]) -> Any:
+    """``config_from_json`` on an already parsed dict."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise AvsyncError(f"checkpoint config has unknown fields for {cls.__name__}: {sorted(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def method_of(model: EmbeddingModel) -> str:
+    for name, (_, model_cls) in MODEL_FAMILIES.items():
+        if type(model) is model_cls:
+            return name
+    raise AvsyncError(f"{type(model).__name__} is not a known neural model")
+
+
+def save_checkpoint(path: str | Path, model: EmbeddingModel, metrics: dict[str, Any] | None = None,
+                    method: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write the model's weights and metadata to ``path`` (a .safetensors file), atomically.
+
+    ``model`` may be wrapped by DistributedDataParallel. Returns the path written.
+    """
+    model = getattr(model, "module", model)
+    method = method or method_of(model)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "method": method, "config": config_to_json(model.config),
+            "preprocess": json.dumps(PREPROCESS, sort_keys=True),
+            "metrics": json.dumps(metrics or {}, sort_keys=True, default=float)}
+    for k, v in (extra or {}).items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's metadata with the JSON fields parsed (config stays a dict)."""
+    with safe_open(str(path), framework="pt") as f:
+        raw = f.metadata() or {}
+    if raw.get("format") != FORMAT:
+        raise AvsyncError(f"{path}: not an avsync neural checkpoint (format {raw.get('format')!r})")
+    meta: dict[str, Any] = dict(raw)
+    for key in ("config", "preprocess", "metrics"):
+        meta[key] = json.loads(raw.get(key, "{}"))
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
+                    ) -> tuple[EmbeddingModel, Any, dict[str, Any]]:
+    """(model in eval mode on ``device``, its frozen config, metadata) from a checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise AvsyncError(f"checkpoint not found: {path}")
+    meta = read_metadata(path)
+    method = meta["method"]
+    if method not in MODEL_FAMILIES:
+        raise AvsyncError(f"{path}: unknown method {method!r}")
+    differs = {k: v for k, v in meta["preprocess"].items() if k in PREPROCESS and PREPROCESS[k] != v}
+    if differs:
+        raise AvsyncError(f"{path}: preprocessing {differs} differs from this version's {PREPROCESS}")
+    config = config_from_dict(MODEL_FAMILIES[method][0], meta["config"])
+    model = build_model(method, config)
+    model.load_state_dict(load_file(str(path)))
+    model.to(device).eval()
+    return model, config, meta
