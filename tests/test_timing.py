@@ -193,3 +193,18 @@ def test_shift_samples_does_not_modify_input() -> None:
     shift_samples(x, 3, 25.0)
     shift_samples(x, -3, 25.0)
     np.testing.assert_array_equal(x, before)
+
+
+@settings(deadline=None, max_examples=200)
+@given(n_frames=st.integers(12, 5000), max_shift=st.integers(1, 30), n_null=st.integers(1, 16))
+def test_null_displacements_stay_away_from_alignment(n_frames: int, max_shift: int,
+                                                     n_null: int) -> None:
+    from avsync.inference import NULL_GUARD_FRAMES, null_displacements
+
+    rolls = null_displacements(n_frames, max_shift, n_null)
+    assert len(rolls) == n_null
+    assert ((rolls >= 0) & (rolls < n_frames)).all()
+    guard = max_shift + NULL_GUARD_FRAMES
+    if n_frames - 2 * guard >= n_null:  # long enough: no displacement near any candidate
+        circular = np.minimum(rolls, n_frames - rolls)
+        assert (circular >= guard).all()

@@ -71,17 +71,31 @@ def curve(method: SyncMethod, inp: SyncInput, shifts: np.ndarray) -> np.ndarray:
     return total / inp.n_frames
 
 
+NULL_GUARD_FRAMES: int = 5
+"""A null displacement stays this far from every candidate alignment, where the track allows."""
+
+
+def null_displacements(n_frames: int, max_shift: int, n_null: int) -> np.ndarray:
+    """Circular displacements for the null: never within max_shift + guard of the alignment.
+
+    Falls back to 1/4..3/4 of the track when it is too short for the guard.
+    """
+    lo, hi = max_shift + NULL_GUARD_FRAMES, n_frames - max_shift - NULL_GUARD_FRAMES
+    if hi - lo < n_null:
+        lo, hi = n_frames // 4, 3 * n_frames // 4
+    return np.linspace(lo, hi, n_null).astype(int)
+
+
 def score_input(method: SyncMethod, inp: SyncInput, shifts: np.ndarray,
                 n_null: int = N_NULL) -> CurveScore:
     """Curve over shifts, its best shift, and the peak's standing against a null.
 
-    The null: the same visual signals circularly displaced by 1/4..3/4 of their length (so they
-    face unrelated audio of the same file); the confidence is (peak - mean null peak) / std.
+    The null: the same visual signals circularly displaced (see null_displacements) so they face
+    unrelated audio of the same file; the confidence is (peak - mean null peak) / std.
     """
     scores = curve(method, inp, shifts)
     best = int(np.argmax(scores))
-    t = inp.n_frames
-    rolls = np.linspace(t // 4, 3 * t // 4, n_null).astype(int)
+    rolls = null_displacements(inp.n_frames, int(np.max(np.abs(shifts))), n_null)
     null_peaks = np.array([np.max(curve(method, inp.rolled(int(r)), shifts)) for r in rolls])
     spread = max(float(null_peaks.std()), 1e-3 * max(abs(float(null_peaks.mean())), 1e-6))
     confidence = float((scores[best] - null_peaks.mean()) / spread)
