@@ -19,7 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avsync.models.syncnet import AUDIO_ROWS, FRAMES, N_MELS, AudioTower, EmbeddingModel
+from avsync.models.syncnet import (
+    AUDIO_ROWS,
+    FRAMES,
+    N_MELS,
+    AudioTower,
+    EmbeddingModel,
+    PresetMixin,
+)
 
 N_LIP_POINTS: int = 40
 N_BLEND: int = 10
@@ -84,7 +91,7 @@ class LipSequenceTower(nn.Module):
 
 
 @dataclass(frozen=True)
-class LandmarkSyncConfig:
+class LandmarkSyncConfig(PresetMixin):
     """Sizes of the landmark model. ``debug()`` is tiny (tests), ``small()`` for real data.
 
     hidden / layers: width and depth of the temporal conv net; audio_channels: the audio
@@ -113,11 +120,6 @@ class LandmarkSyncConfig:
     def small(cls) -> LandmarkSyncConfig:
         return cls()
 
-    @classmethod
-    def preset(cls, name: str) -> LandmarkSyncConfig:
-        if name not in ("debug", "small"):
-            raise ValueError(f"unknown preset {name!r} (debug|small)")
-        return getattr(cls, name)()
 
 
 class LandmarkSync(EmbeddingModel):

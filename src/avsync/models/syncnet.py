@@ -98,8 +98,20 @@ class MouthTower(nn.Module):
         return F.normalize(self.fc(self.drop(x)), dim=-1)
 
 
+class PresetMixin:
+    """``Config.preset("debug" | "small")`` for the model config dataclasses."""
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("debug", "small")
+
+    @classmethod
+    def preset(cls, name: str):  # noqa: ANN206  (returns the subclass)
+        if name not in cls.PRESETS:
+            raise ValueError(f"unknown preset {name!r} ({'|'.join(cls.PRESETS)})")
+        return getattr(cls, name)()
+
+
 @dataclass(frozen=True)
-class SyncNetConfig:
+class SyncNetConfig(PresetMixin):
     """Sizes of a SyncNet. ``debug()`` is tiny (tests), ``small()`` fits a few hours of data.
 
     video_channels / audio_channels: output channels of each stride-2 conv block.
@@ -129,11 +141,6 @@ class SyncNetConfig:
     def small(cls) -> SyncNetConfig:
         return cls()
 
-    @classmethod
-    def preset(cls, name: str) -> SyncNetConfig:
-        if name not in ("debug", "small"):
-            raise ValueError(f"unknown preset {name!r} (debug|small)")
-        return getattr(cls, name)()
 
 
 class EmbeddingModel(nn.Module):
