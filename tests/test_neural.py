@@ -18,13 +18,8 @@ import torch
 from scipy.signal import butter, sosfiltfilt
 
 from avsync.errors import AvsyncError
-from avsync.models.neural import (
-    NeuralInput,
-    NeuralSyncMethod,
-    PreparedClip,
-    frame_clock_audio,
-    syncnet_confidence,
-)
+from avsync.models.neural import NeuralInput, PreparedClip, frame_clock_audio
+from avsync.models.scoring import NeuralSyncMethod, syncnet_confidence
 from avsync.models.syncnet import count_parameters
 from avsync.train import (
     SyncDataset,

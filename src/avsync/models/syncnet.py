@@ -152,6 +152,7 @@ class EmbeddingModel(nn.Module):
     """
 
     visual_kind: ClassVar[str] = ""
+    output: ClassVar[str] = "embedding"
 
     def _init_scale(self, temperature: float, learn: bool) -> None:
         value = torch.tensor(float(-torch.log(torch.tensor(temperature))))

@@ -26,9 +26,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from avsync.models.syncnet import EmbeddingModel
 from avsync.train.checkpoint import save_checkpoint
-from avsync.train.tasks import SyncDataset, TaskConfig, augment, clip_offset_counts, offset_metrics, task_loss
+from avsync.train.tasks import (
+    COUNT_KEYS,
+    SyncDataset,
+    TaskConfig,
+    augment,
+    clip_offset_counts,
+    offset_metrics,
+    task_loss,
+)
 
 CHANCE_ACC: float = 3 / 31
 """Offset accuracy (+-1 of 31 shifts) of a random guess."""
@@ -111,10 +118,10 @@ def _all_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
-def evaluate(model: EmbeddingModel, val: SyncDataset, task: TaskConfig, device: torch.device,
+def evaluate(model: nn.Module, val: SyncDataset, task: TaskConfig, device: torch.device,
              cfg: TrainConfig, rank: int = 0, world: int = 1) -> dict[str, float]:
     """Offset accuracy on the validation clips (this rank's share, summed over ranks)."""
-    keys = ("n", "correct", "speech_n", "speech_correct", "n_ctx", "correct_ctx", "ce")
+    keys = COUNT_KEYS
     sums = dict.fromkeys(keys, 0.0)
     for clip in val.clips[rank::world]:
         counts = clip_offset_counts(model, clip, task, device, cfg.eval_max_windows, cfg.context_frames)
@@ -130,7 +137,7 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
-def train(model: EmbeddingModel, train_ds: SyncDataset, val_ds: SyncDataset | None,
+def train(model: nn.Module, train_ds: SyncDataset, val_ds: SyncDataset | None,
           task: TaskConfig, cfg: TrainConfig, device: torch.device | str,
           out_dir: str | Path | None = None, method: str | None = None,
           log: Callable[[str], None] | None = print, extra_meta: dict[str, Any] | None = None
@@ -147,8 +154,12 @@ def train(model: EmbeddingModel, train_ds: SyncDataset, val_ds: SyncDataset | No
     say = log if (log is not None and rank == 0) else (lambda _msg: None)
     if len(train_ds) == 0:
         raise ValueError("no valid training windows")
+    if (train_ds.frames, train_ds.rows) != (model.config.frames, model.config.audio_rows):
+        raise ValueError(f"dataset windows ({train_ds.frames} frames, {train_ds.rows} rows) do not fit "
+                         f"the model ({model.config.frames}, {model.config.audio_rows})")
     raw = model.to(device)
-    if task.loss != "pm" and isinstance(raw.log_scale, nn.Parameter):
+    scale = getattr(raw, "log_scale", None)
+    if task.loss_for(getattr(raw, "output", "embedding")) != "pm" and isinstance(scale, nn.Parameter):
         raw.log_scale.requires_grad_(False)  # unused by pair losses (DDP needs every grad)
     net: nn.Module = raw
     if world > 1:
@@ -184,7 +195,8 @@ def train(model: EmbeddingModel, train_ds: SyncDataset, val_ds: SyncDataset | No
             continue
         loss_sum, a_sum, n = _all_sum(acc_sum, device)
         entry = {"step": step, "lr": sched.get_last_lr()[0], "loss": loss_sum / n, "acc": a_sum / n,
-                 "scale": raw.logit_scale.item(), "seconds": time.perf_counter() - t0}
+                 **({"scale": raw.logit_scale.item()} if hasattr(raw, "logit_scale") else {}),
+                 "seconds": time.perf_counter() - t0}
         acc_sum = [0.0, 0.0, 0.0]
         if do_eval:
             entry.update(evaluate(raw, val_ds, task, device, cfg, rank, world))
@@ -236,7 +248,8 @@ def save_curves(history: list[dict[str, float]], out_dir: str | Path, title: str
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.plot(steps, [h["loss"] for h in history], label="train loss")
     if ev:
-        ax1.plot([h["step"] for h in ev], [h["val_loss"] for h in ev], "o-", label="val loss (PM)")
+        if any(math.isfinite(h["val_loss"]) for h in ev):
+            ax1.plot([h["step"] for h in ev], [h["val_loss"] for h in ev], "o-", label="val loss (PM)")
     ax1.set_xlabel("step")
     ax1.legend()
     ax2.plot(steps, [h["acc"] for h in history], alpha=0.5, label="train acc")

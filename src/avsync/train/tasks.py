@@ -21,44 +21,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avsync.models.neural import PreparedClip, clip_similarities, valid_window_starts, visual_tensor
+from avsync.models.neural import PreparedClip, valid_window_starts, visual_tensor
+from avsync.models.scoring import window_scores
 from avsync.models.syncnet import AUDIO_ROWS, FRAMES, ROWS_PER_FRAME, EmbeddingModel
+from avsync.train.augment import AugmentConfig, augment_audio, augment_visual
 
-LOSSES: tuple[str, ...] = ("pm", "bce", "contrastive")
+LOSSES: tuple[str, ...] = ("auto", "pm", "bce", "contrastive", "ce", "huber")
 
+DEFAULT_LOSS: dict[str, str] = {"embedding": "pm", "pair": "bce", "offsets": "ce", "regression": "huber"}
+"""The loss ``auto`` stands for, by model output kind (see ``avsync.models.scoring``)."""
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation strengths. Mouth values are in standardised grey units (1 = 64 grey levels).
-
-    jitter_px: crop translation +- pixels (same for the 5 frames); brightness: +- offset;
-    contrast: +- relative gain; blur_p / blur_sigma: probability and range of a Gaussian blur
-    (pixels); noise: max std of pixel noise; lips_noise: std of noise on standardised lips;
-    gain: +- offset of the standardised log-mel; floor_p / floor: probability and range of a
-    noise floor (``logaddexp(x, floor)``); audio_noise: std of Gaussian noise on the log-mel.
-    """
-
-    jitter_px: int = 3
-    brightness: float = 0.4
-    contrast: float = 0.3
-    blur_p: float = 0.3
-    blur_sigma: tuple[float, float] = (0.5, 1.2)
-    noise: float = 0.1
-    lips_noise: float = 0.1
-    gain: float = 0.3
-    floor_p: float = 0.3
-    floor: tuple[float, float] = (-2.0, -0.5)
-    audio_noise: float = 0.05
+ALLOWED_LOSSES: dict[str, tuple[str, ...]] = {
+    "embedding": ("pm", "bce", "contrastive"), "pair": ("bce",), "offsets": ("ce",),
+    "regression": ("huber",)}
 
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """loss: "pm" | "bce" | "contrastive"; max_shift: candidates -max_shift..max_shift frames;
+    """loss: "auto" (the model's usual loss, DEFAULT_LOSS) or one of ALLOWED_LOSSES;
+    max_shift: candidates -max_shift..max_shift frames;
     exclude_near: |k| <= this (k != 0) is neither positive nor negative; margin: contrastive
     margin on the embedding distance; group / group_stride: windows per sampled anchor and
     their spacing in frames (they share candidate audio; group=1 samples windows independently)."""
 
-    loss: str = "pm"
+    loss: str = "auto"
     max_shift: int = 15
     group: int = 4
     group_stride: int = 2
@@ -77,11 +63,20 @@ class TaskConfig:
     def n_candidates(self) -> int:
         return 2 * self.max_shift + 1
 
+    def loss_for(self, output: str) -> str:
+        """The loss used for a model with this output kind (an error if it does not fit)."""
+        loss = DEFAULT_LOSS[output] if self.loss == "auto" else self.loss
+        if loss not in ALLOWED_LOSSES[output]:
+            raise ValueError(f"loss {loss!r} does not fit a model with {output!r} output "
+                             f"({'|'.join(ALLOWED_LOSSES[output])})")
+        return loss
+
 
 def load_clip(path: str | Path, kind: str) -> tuple[PreparedClip, str]:
     """(PreparedClip, speaker) from one cache npz, loading only the arrays ``kind`` needs."""
     with np.load(path, allow_pickle=False) as z:
-        visual = {"mouth": z["mouth"]} if kind == "mouth" else {"lips": z["lips"], "blend": z["blend"]}
+        visual = ({"mouth": z["mouth"]} if kind in ("mouth", "flow")
+                  else {"lips": z["lips"], "blend": z["blend"]})
         clip = PreparedClip.from_arrays(kind, float(z["fps"]), z["frame_times_s"], z["logmel"],
                                         float(z["audio_start_s"]), valid=z["valid"], name=str(path),
                                         **visual)
@@ -188,57 +183,9 @@ class SyncDataset(torch.utils.data.Dataset):
         return Batch(video, span, weight)
 
 
-# ----------------------------------------------------------------------------- augmentation
-
-def _uniform(n: int, lo: float, hi: float, device: torch.device) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, device=device)
-
-
-def augment_mouth(x: torch.Tensor, aug: AugmentConfig) -> torch.Tensor:
-    """(B, F, H, W) standardised mouth crops -> augmented copy (jitter, light, blur, noise)."""
-    b, _, h, w = x.shape
-    dev = x.device
-    if aug.jitter_px > 0:
-        shift = torch.randint(-aug.jitter_px, aug.jitter_px + 1, (b, 2), device=dev).float()
-        theta = torch.zeros(b, 2, 3, device=dev)
-        theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-        theta[:, 0, 2], theta[:, 1, 2] = 2 * shift[:, 0] / w, 2 * shift[:, 1] / h
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
-    gain = _uniform(b, 1 - aug.contrast, 1 + aug.contrast, dev)[:, None, None, None]
-    x = x * gain + _uniform(b, -aug.brightness, aug.brightness, dev)[:, None, None, None]
-    if aug.blur_p > 0:
-        sigma = float(torch.empty(1).uniform_(*aug.blur_sigma))
-        k = torch.exp(-0.5 * (torch.arange(5, device=dev) - 2.0) ** 2 / sigma**2)
-        k = k / k.sum()
-        c = x.shape[1]
-        blurred = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5).repeat(c, 1, 1, 1),
-                           groups=c)
-        blurred = F.conv2d(F.pad(blurred, (0, 0, 2, 2), mode="replicate"),
-                           k.view(1, 1, 5, 1).repeat(c, 1, 1, 1), groups=c)
-        x = torch.where((torch.rand(b, device=dev) < aug.blur_p)[:, None, None, None], blurred, x)
-    return x + torch.randn_like(x) * _uniform(b, 0, aug.noise, dev)[:, None, None, None]
-
-
-def augment_lips(x: torch.Tensor, aug: AugmentConfig) -> torch.Tensor:
-    """(B, F, 90) standardised lip features -> noisy copy."""
-    return x + aug.lips_noise * torch.randn_like(x)
-
-
-def augment_audio(span: torch.Tensor, aug: AugmentConfig) -> torch.Tensor:
-    """(B, L, n_mels) standardised log-mel -> gain, noise floor and noise (same for all shifts)."""
-    b, dev = span.shape[0], span.device
-    x = span + _uniform(b, -aug.gain, aug.gain, dev)[:, None, None]
-    if aug.floor_p > 0:
-        floor = _uniform(b, *aug.floor, dev)[:, None, None].expand_as(x)
-        use = (torch.rand(b, device=dev) < aug.floor_p)[:, None, None]
-        x = torch.where(use, torch.logaddexp(x, floor), x)
-    return x + aug.audio_noise * torch.randn_like(x)
-
-
 def augment(batch: Batch, kind: str, aug: AugmentConfig) -> Batch:
-    video = augment_mouth(batch.video, aug) if kind == "mouth" else augment_lips(batch.video, aug)
-    return Batch(video, augment_audio(batch.span, aug), batch.weight)
+    """The batch with its visual windows and its audio span augmented."""
+    return Batch(augment_visual(batch.video, kind, aug), augment_audio(batch.span, aug), batch.weight)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -254,40 +201,66 @@ def near_mask(task: TaskConfig, device: torch.device | str) -> torch.Tensor:
     return (k > 0) & (k <= task.exclude_near)
 
 
-def task_loss(model: torch.nn.Module, raw: EmbeddingModel, batch: Batch, task: TaskConfig
+def _gather_rows(span: torch.Tensor, row0: torch.Tensor, rows: int) -> torch.Tensor:
+    """(B, L, n_mels) spans, (B,) first rows -> (B, rows, n_mels) windows."""
+    idx = row0[:, None] + torch.arange(rows, device=span.device)[None, :]
+    return torch.gather(span, 1, idx[:, :, None].expand(-1, -1, span.shape[2]))
+
+
+def _weighted(per: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return (per * w).sum() / w.sum()
+
+
+def task_loss(model: torch.nn.Module, raw: torch.nn.Module, batch: Batch, task: TaskConfig
               ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch and its statistics ("loss", "acc": train offset/pair accuracy).
 
     ``model`` is what runs the forward (maybe a DDP wrapper); ``raw`` the plain module (for
-    ``logit_scale``).
+    its config, output kind and ``logit_scale``). Member g of an anchor starts
+    ``g * group_stride`` frames after it; its candidate k reads the span from row
+    ``rpf * (g * group_stride + k + max_shift)``.
     """
+    output = getattr(raw, "output", "embedding")
+    loss_name = task.loss_for(output)
     rows, rpf = raw.config.audio_rows, raw.config.audio_rows // raw.config.frames
-    b, c, n_k = batch.video.shape[0], task.max_shift, task.n_candidates
+    b, c = batch.video.shape[0], task.max_shift
     n_a, dev, w = batch.span.shape[0], batch.span.device, batch.weight
     group = b // n_a
-    first = torch.arange(group, device=dev) * task.group_stride  # member g's k=-max window
-    if task.loss == "pm":
-        uniq = candidates(batch.span, rows, rpf)  # (A, U, rows, mels), shared by the group
-        v, a = model(batch.video, uniq.flatten(0, 1))
-        a = a.view(n_a, uniq.shape[1], -1)[:, first[:, None] + torch.arange(n_k, device=dev)]
-        cos = torch.einsum("bd,bkd->bk", v, a.reshape(b, n_k, -1))
-        logits = (cos * raw.logit_scale).masked_fill(near_mask(task, dev), float("-inf"))
-        ce = F.cross_entropy(logits, torch.full((b,), c, device=dev), reduction="none")
-        loss = (ce * w).sum() / w.sum()
-        acc = ((cos.argmax(1) - c).abs() <= 1).float().mean()
-        return loss, {"loss": loss.item(), "acc": acc.item(), "scale": raw.logit_scale.item()}
+    first = (torch.arange(group, device=dev) * task.group_stride).repeat(n_a)  # (B,) member start
+    span = batch.span.repeat_interleave(group, 0)  # (B, L, mels)
+    if loss_name == "pm":
+        return _pm_loss(model, raw, batch, task, rows, rpf)
+    if output == "offsets":
+        s = raw.config.max_shift
+        if s != task.max_shift:
+            raise ValueError(f"model max_shift {s} != task max_shift {task.max_shift}")
+        logits = model(batch.video, _gather_rows(span, rpf * first, rows + 2 * rpf * s))
+        logits = logits.masked_fill(near_mask(task, dev), float("-inf"))
+        loss = _weighted(F.cross_entropy(logits, torch.full((b,), c, device=dev), reduction="none"), w)
+        acc = ((logits.argmax(1) - c).abs() <= 1).float().mean()
+        return loss, {"loss": loss.item(), "acc": acc.item()}
+    if output == "regression":
+        lim = min(int(raw.config.max_offset), c)
+        d = torch.randint(-lim, lim + 1, (b,), device=dev)
+        audio = _gather_rows(span, rpf * (first - d + c), rows)  # audio late by d frames
+        pred = model(batch.video, audio)
+        loss = _weighted(F.smooth_l1_loss(pred, d.float(), reduction="none"), w)
+        acc = ((pred - d).abs() <= 1).float().mean()
+        return loss, {"loss": loss.item(), "acc": acc.item()}
     far = torch.arange(-task.max_shift, task.max_shift + 1, device=dev)
     far = far[far.abs() > task.exclude_near]
     y = (torch.rand(b, device=dev) < 0.5).float()
     k = torch.where(y > 0, torch.zeros(b, dtype=torch.long, device=dev),
                     far[torch.randint(0, len(far), (b,), device=dev)])
-    row0 = rpf * (first.repeat(n_a) + k + c)
-    idx = row0[:, None] + torch.arange(rows, device=dev)[None, :]
-    span = batch.span.repeat_interleave(group, 0)
-    audio = torch.gather(span, 1, idx[:, :, None].expand(-1, -1, span.shape[2]))
+    audio = _gather_rows(span, rpf * (first + k + c), rows)
+    if output == "pair":
+        logit = model(batch.video, audio)
+        loss = _weighted(F.binary_cross_entropy_with_logits(logit, y, reduction="none"), w)
+        acc = ((logit > 0).float() == y).float().mean()
+        return loss, {"loss": loss.item(), "acc": acc.item()}
     v, a = model(batch.video, audio)
     cos = (v * a).sum(-1)
-    if task.loss == "bce":
+    if loss_name == "bce":
         p = ((cos + 1) / 2).clamp(1e-6, 1 - 1e-6)
         per = F.binary_cross_entropy(p, y, reduction="none")
         acc = ((p > 0.5).float() == y).float().mean()
@@ -295,21 +268,44 @@ def task_loss(model: torch.nn.Module, raw: EmbeddingModel, batch: Batch, task: T
         d = torch.sqrt((2 - 2 * cos).clamp_min(1e-8))
         per = y * d**2 + (1 - y) * F.relu(task.margin - d) ** 2
         acc = ((d < task.margin / 2).float() == y).float().mean()
-    loss = (per * w).sum() / w.sum()
+    loss = _weighted(per, w)
     return loss, {"loss": loss.item(), "acc": acc.item()}
+
+
+def _pm_loss(model: torch.nn.Module, raw: EmbeddingModel, batch: Batch, task: TaskConfig,
+             rows: int, rpf: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """Perfect Match: softmax over every candidate's cosine (the group shares the audio)."""
+    b, c, n_k = batch.video.shape[0], task.max_shift, task.n_candidates
+    n_a, dev = batch.span.shape[0], batch.span.device
+    first = torch.arange(b // n_a, device=dev) * task.group_stride
+    uniq = candidates(batch.span, rows, rpf)  # (A, U, rows, mels), shared by the group
+    v, a = model(batch.video, uniq.flatten(0, 1))
+    a = a.view(n_a, uniq.shape[1], -1)[:, first[:, None] + torch.arange(n_k, device=dev)]
+    cos = torch.einsum("bd,bkd->bk", v, a.reshape(b, n_k, -1))
+    logits = (cos * raw.logit_scale).masked_fill(near_mask(task, dev), float("-inf"))
+    ce = F.cross_entropy(logits, torch.full((b,), c, device=dev), reduction="none")
+    loss = _weighted(ce, batch.weight)
+    acc = ((cos.argmax(1) - c).abs() <= 1).float().mean()
+    return loss, {"loss": loss.item(), "acc": acc.item(), "scale": raw.logit_scale.item()}
 
 
 # ----------------------------------------------------------------------------- evaluation
 
-def clip_offset_counts(model: EmbeddingModel, clip: PreparedClip, task: TaskConfig,
+COUNT_KEYS: tuple[str, ...] = ("n", "correct", "speech_n", "speech_correct", "n_ctx", "correct_ctx", "ce",
+                               "n_ce")
+
+
+def clip_offset_counts(model: torch.nn.Module, clip: PreparedClip, task: TaskConfig,
                        device: torch.device | str, max_windows: int = 500,
                        context_frames: int = 15) -> dict[str, float]:
     """Offset-accuracy counts of one clip (true offset 0).
 
     Every window (stride 1, at most ``max_windows`` around the clip's middle) picks the argmax
-    of its 31 similarities; right when within +-1 frame. ``@ctx``: similarities averaged over
-    the windows of ``context_frames`` consecutive frames first (VocaLiST's protocol).
-    Returns sums: n, correct, speech_n, speech_correct, n_ctx, correct_ctx, ce (PM loss sum).
+    of its scores over the 31 shifts (``avsync.models.scoring.window_scores``); right when within
+    +-1 frame. ``@ctx``: scores averaged over the windows of ``context_frames`` consecutive
+    frames first (VocaLiST's protocol; none when the model's window is longer). Returns sums:
+    n, correct, speech_n, speech_correct, n_ctx, correct_ctx, ce / n_ce (Perfect-Match
+    cross-entropy, embedding and offsets models only).
     """
     frames = model.config.frames
     valid = clip.valid
@@ -320,38 +316,43 @@ def clip_offset_counts(model: EmbeddingModel, clip: PreparedClip, task: TaskConf
         valid = valid & keep
     view = PreparedClip(clip.kind, clip.fps, clip.visual, valid, clip.audio, clip.starts, clip.name)
     shifts = np.arange(-task.max_shift, task.max_shift + 1)
-    starts, sims = clip_similarities(model, view, shifts, 1, device)
-    full = np.isfinite(sims).all(1)
-    starts, sims = starts[full], sims[full]
-    out = dict.fromkeys(("n", "correct", "speech_n", "speech_correct", "n_ctx", "correct_ctx", "ce"), 0.0)
+    starts, scores = window_scores(model, view, shifts, 1, device)
+    full = np.isfinite(scores).all(1)
+    starts, scores = starts[full], scores[full]
+    out = dict.fromkeys(COUNT_KEYS, 0.0)
     if len(starts) == 0:
         return out
     c = task.max_shift
-    right = np.abs(sims.argmax(1) - c) <= 1
+    right = np.abs(scores.argmax(1) - c) <= 1
     rows = model.config.audio_rows
     energy = clip.audio.mean(1)
     cum = np.concatenate([[0.0], np.cumsum(energy)])
     q = clip.starts[starts]
     speech = (cum[q + rows] - cum[q]) / rows >= np.percentile(energy, task.quiet_percentile)
-    logits = sims * model.logit_scale.item()
-    logits[:, near_mask(task, "cpu").numpy()] = -np.inf
-    lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
     out.update(n=len(starts), correct=right.sum(), speech_n=speech.sum(),
-               speech_correct=(right & speech).sum(), ce=float((lse - logits[:, c]).sum()))
-    n_win = context_frames - frames + 1
-    if len(starts) >= n_win:
-        run = starts[n_win - 1:] - starts[: len(starts) - n_win + 1] == n_win - 1
-        cs = np.concatenate([np.zeros((1, sims.shape[1])), np.cumsum(sims, 0)])
-        avg = cs[n_win:] - cs[:-n_win]
-        ok = np.abs(avg.argmax(1) - c) <= 1
-        out.update(n_ctx=run.sum(), correct_ctx=(ok & run).sum())
+               speech_correct=(right & speech).sum())
+    output = getattr(model, "output", "embedding")
+    if output in ("embedding", "offsets"):
+        logits = (1 - scores**2 / 2) * model.logit_scale.item() if output == "embedding" else scores.copy()
+        logits[:, near_mask(task, "cpu").numpy()] = -np.inf
+        lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+        out.update(ce=float((lse - logits[:, c]).sum()), n_ce=len(starts))
+    if context_frames >= frames:
+        n_win = context_frames - frames + 1
+        if len(starts) >= n_win:
+            run = starts[n_win - 1:] - starts[: len(starts) - n_win + 1] == n_win - 1
+            cs = np.concatenate([np.zeros((1, scores.shape[1])), np.cumsum(scores, 0)])
+            avg = cs[n_win:] - cs[:-n_win]
+            ok = np.abs(avg.argmax(1) - c) <= 1
+            out.update(n_ctx=run.sum(), correct_ctx=(ok & run).sum())
     return {k: float(v) for k, v in out.items()}
 
 
 def offset_metrics(sums: dict[str, float], context_frames: int = 15) -> dict[str, float]:
-    """Accuracies from summed ``clip_offset_counts``: val_acc (@5 frames, +-1), val_acc_speech,
-    val_acc_ctx{context_frames}, val_loss (Perfect-Match cross-entropy), val_windows."""
+    """Accuracies from summed ``clip_offset_counts``: val_acc (one window, +-1), val_acc_speech,
+    val_acc_ctx{context_frames}, val_loss (Perfect-Match cross-entropy; NaN for models without
+    one), val_windows."""
     div = lambda a, b: float(sums[a] / sums[b]) if sums[b] else float("nan")  # noqa: E731
     return {"val_acc": div("correct", "n"), "val_acc_speech": div("speech_correct", "speech_n"),
-            f"val_acc_ctx{context_frames}": div("correct_ctx", "n_ctx"), "val_loss": div("ce", "n"),
+            f"val_acc_ctx{context_frames}": div("correct_ctx", "n_ctx"), "val_loss": div("ce", "n_ce"),
             "val_windows": float(sums["n"])}

@@ -1,0 +1,357 @@
+"""Scoring a face track with a trained model: per-window scores over candidate shifts.
+
+Four kinds of model output (``model.output``), one score table (W windows x K shifts, higher =
+more likely, NaN where the shifted audio leaves the recording):
+
+* ``embedding`` (SyncNet, landmark): minus the distance of the unit video and audio embeddings;
+  embeddings are cached per track frame / audio row, so null rolls and drift windows are cheap.
+* ``pair`` (C3, VocaLiST): the probability that window and shifted audio are in sync
+  (sigmoid of the logit; averaging probabilities over windows is VocaLiST's score averaging).
+* ``offsets`` (similarity-matrix classifier): log-softmax over the model's own candidate
+  shifts, read off for the requested ones (outside the model's range: unavailable).
+* ``regression`` (WLOS): one prediction ``p`` per window from the audio at the window's own
+  time; the score of shift ``k`` is ``-|k - p|`` (its window average peaks at the median).
+
+Pair, offsets and regression outputs are cached by (first track frame id, audio row).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+
+from avsync.errors import AvsyncError
+from avsync.models.neural import NeuralInput, PreparedClip, valid_window_starts, visual_tensor
+from avsync.models.syncnet import EmbeddingModel
+
+OUTPUT_KINDS: tuple[str, ...] = ("embedding", "pair", "offsets", "regression")
+
+
+def _embed(fn: Any, windows: np.ndarray, kind: str | None, device: torch.device | str,
+           batch_size: int) -> torch.Tensor:
+    out = []
+    for i in range(0, len(windows), batch_size):
+        chunk = np.ascontiguousarray(windows[i:i + batch_size])
+        x = visual_tensor(chunk, kind, device) if kind else torch.from_numpy(chunk).to(device)
+        out.append(fn(x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def clip_similarities(model: EmbeddingModel, clip: PreparedClip, shifts_frames: np.ndarray,
+                      stride: int = 1, device: torch.device | str = "cpu", batch_size: int = 512,
+                      audio_cache: dict[int, torch.Tensor] | None = None,
+                      video_cache: dict[int, torch.Tensor] | None = None,
+                      frame_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity of every valid window with the audio at every shift.
+
+    Returns (starts (W,) int64 first frame of each window, sims (W, K) float64 in [-1, 1],
+    NaN where the shifted audio leaves the log-mel). Caches of (D,) embeddings are reused
+    between calls: ``audio_cache`` by frame-clock row (same audio), ``video_cache`` by the
+    first of ``frame_ids`` (same track; only windows of consecutive ids are cached). The model
+    runs in eval mode without gradients on ``device`` (it must already be there) and gets
+    its mode back.
+    """
+    frames, rows = model.config.frames, model.config.audio_rows
+    rpf = rows // frames
+    shifts = np.asarray(shifts_frames, np.int64)
+    starts = valid_window_starts(clip.valid, frames, stride)
+    sims = np.full((len(starts), len(shifts)), np.nan)
+    if len(starts) == 0 or len(clip.audio) < rows:
+        return starts, sims
+    aq = clip.starts[starts][:, None] + rpf * shifts[None, :]
+    ok = (aq >= 0) & (aq + rows <= len(clip.audio))
+    cache = {} if audio_cache is None else audio_cache
+    uniq = np.unique(aq[ok])
+    need = np.array([q for q in uniq if int(q) not in cache], np.int64)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if len(need):
+                a_win = sliding_window_view(clip.audio, rows, axis=0).transpose(0, 2, 1)[need]
+                a_emb = _embed(model.embed_audio, a_win.astype(np.float32), None, device, batch_size)
+                cache.update({int(q): e for q, e in zip(need, a_emb, strict=True)})
+            v_emb = _video_embeddings(model, clip, starts, device, batch_size, video_cache, frame_ids)
+    finally:
+        model.train(was_training)
+    if ok.any():
+        a_uniq = torch.stack([cache[int(q)] for q in uniq])
+        a_sel = a_uniq[torch.from_numpy(np.searchsorted(uniq, aq[ok]))]
+        w_idx = torch.from_numpy(np.nonzero(ok)[0])
+        sims[ok] = (v_emb[w_idx] * a_sel).sum(-1).double().numpy()
+    return starts, sims
+
+
+def _video_embeddings(model: EmbeddingModel, clip: PreparedClip, starts: np.ndarray,
+                      device: torch.device | str, batch_size: int,
+                      cache: dict[int, torch.Tensor] | None, frame_ids: np.ndarray | None
+                      ) -> torch.Tensor:
+    """(W, D) embeddings of the windows at ``starts``, through ``cache`` keyed by frame id."""
+    frames = model.config.frames
+    ids = np.arange(len(clip.valid)) if frame_ids is None else np.asarray(frame_ids, np.int64)
+    keys = ids[starts]
+    cacheable = ids[starts + frames - 1] - keys == frames - 1
+    cache = {} if cache is None else cache
+    hit = cacheable & np.array([int(k) in cache for k in keys], bool)
+    todo = np.flatnonzero(~hit)
+    windows = np.moveaxis(sliding_window_view(clip.visual, frames, axis=0), -1, 1)[starts[todo]]
+    new = _embed(model.embed_video, windows, clip.kind, device, batch_size)
+    rows: list[torch.Tensor | None] = [None] * len(starts)
+    for i, e in zip(todo, new, strict=True):
+        rows[i] = e
+        if cacheable[i]:
+            cache[int(keys[i])] = e
+    for i in np.flatnonzero(hit):
+        rows[i] = cache[int(keys[i])]
+    return torch.stack(rows) if rows else torch.zeros(0, model.config.embed_dim)
+
+
+def syncnet_confidence(dists: np.ndarray) -> float:
+    """SyncNet's confidence: median minus minimum of the averaged distance curve.
+
+    dists: (K,) mean distance per shift, or (W, K) per-window distances (averaged over
+    windows first). Larger = a sharper, more trustworthy minimum.
+    """
+    d = np.asarray(dists, np.float64)
+    if d.ndim == 2:
+        d = np.nanmean(d, axis=0)
+    d = d[np.isfinite(d)]
+    return float(np.median(d) - np.min(d)) if len(d) else 0.0
+
+
+
+
+def _windows(clip: PreparedClip, frames: int) -> np.ndarray:
+    """(T - frames + 1, frames, ...) view of the visual frames of every window start."""
+    return np.moveaxis(sliding_window_view(clip.visual, frames, axis=0), -1, 1)
+
+
+def _cached_outputs(keys: list[tuple[int, int]], cacheable: np.ndarray, cache: dict,
+                    compute: Any) -> list[Any]:
+    """Outputs for ``keys`` through ``cache``; ``compute(indices) -> list`` fills the misses."""
+    out: list[Any] = [cache.get(k) if c else None for k, c in zip(keys, cacheable, strict=True)]
+    todo = [i for i, o in enumerate(out) if o is None]
+    for i, o in zip(todo, compute(np.array(todo, np.int64)), strict=True):
+        out[i] = o
+        if cacheable[i]:
+            cache[keys[i]] = o
+    return out
+
+
+def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frames: np.ndarray,
+                        stride: int = 1, device: torch.device | str = "cpu", batch_size: int = 512,
+                        cache: dict | None = None, frame_ids: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(starts (W,), scores (W, K)) of a pair / offsets / regression model (see module doc).
+
+    cache: outputs keyed by (frame id of the window's first frame, audio row); only windows
+    of consecutive ids are cached, so the model and the audio must not change between calls
+    that share it.
+    """
+    cfg = model.config
+    frames, rows = cfg.frames, cfg.audio_rows
+    rpf = rows // frames
+    shifts = np.asarray(shifts_frames, np.int64)
+    starts = valid_window_starts(clip.valid, frames, stride)
+    scores = np.full((len(starts), len(shifts)), np.nan)
+    if len(starts) == 0 or len(clip.audio) < rows:
+        return starts, scores
+    ids = np.arange(len(clip.valid)) if frame_ids is None else np.asarray(frame_ids, np.int64)
+    consecutive = ids[starts + frames - 1] - ids[starts] == frames - 1
+    q = clip.starts[starts]
+    cache = {} if cache is None else cache
+    views = _windows(clip, frames)
+    a_views = sliding_window_view(clip.audio, rows, axis=0).transpose(0, 2, 1)
+    kind = model.output
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if kind == "pair":
+                aq = q[:, None] + rpf * shifts[None, :]
+                ok = (aq >= 0) & (aq + rows <= len(clip.audio))
+                w_idx, k_idx = np.nonzero(ok)
+                keys = [(int(ids[starts[w]]), int(aq[w, k])) for w, k in zip(w_idx, k_idx, strict=True)]
+
+                def run_pairs(sel: np.ndarray) -> list[float]:
+                    return _batched(model, views[starts[w_idx[sel]]], a_views[aq[w_idx[sel], k_idx[sel]]],
+                                    clip.kind, device, batch_size, torch.sigmoid)
+
+                vals = _cached_outputs(keys, consecutive[w_idx], cache, run_pairs)
+                scores[w_idx, k_idx] = np.asarray(vals, np.float64)
+            elif kind == "regression":
+                ok = (q >= 0) & (q + rows <= len(clip.audio))
+                w_idx = np.flatnonzero(ok)
+                keys = [(int(ids[starts[w]]), int(q[w])) for w in w_idx]
+
+                def run_reg(sel: np.ndarray) -> list[float]:
+                    return _batched(model, views[starts[w_idx[sel]]], a_views[q[w_idx[sel]]],
+                                    clip.kind, device, batch_size, lambda x: x)
+
+                preds = np.asarray(_cached_outputs(keys, consecutive[w_idx], cache, run_reg), np.float64)
+                lim = float(getattr(cfg, "max_offset", np.inf))
+                scores[w_idx] = -np.abs(shifts[None, :] - np.clip(preds, -lim, lim)[:, None])
+            elif kind == "offsets":
+                s_max = cfg.max_shift
+                span = rows + 2 * rpf * s_max
+                q0 = q - rpf * s_max
+                ok = (q0 >= 0) & (q0 + span <= len(clip.audio))
+                w_idx = np.flatnonzero(ok)
+                keys = [(int(ids[starts[w]]), int(q[w])) for w in w_idx]
+                s_views = sliding_window_view(clip.audio, span, axis=0).transpose(0, 2, 1)
+
+                def run_offsets(sel: np.ndarray) -> list[np.ndarray]:
+                    return _batched(model, views[starts[w_idx[sel]]], s_views[q0[w_idx[sel]]],
+                                    clip.kind, device, batch_size,
+                                    lambda x: torch.log_softmax(x, dim=-1), rows_out=True)
+
+                out = _cached_outputs(keys, consecutive[w_idx], cache, run_offsets)
+                inside = np.abs(shifts) <= s_max
+                if len(w_idx):
+                    table = np.stack(out).astype(np.float64)  # (W', 2S+1)
+                    scores[np.ix_(w_idx, np.flatnonzero(inside))] = table[:, shifts[inside] + s_max]
+            else:
+                raise AvsyncError(f"unknown model output {kind!r}")
+    finally:
+        model.train(was_training)
+    return starts, scores
+
+
+def _batched(model: torch.nn.Module, video: np.ndarray, audio: np.ndarray, kind: str,
+             device: torch.device | str, batch_size: int, post: Any, rows_out: bool = False
+             ) -> list[Any]:
+    """Run ``model(video, audio)`` in batches; a list of floats (or of (K,) rows)."""
+    out: list[Any] = []
+    for i in range(0, len(video), batch_size):
+        v = visual_tensor(np.ascontiguousarray(video[i:i + batch_size]), kind, device)
+        a = torch.from_numpy(np.ascontiguousarray(audio[i:i + batch_size], dtype=np.float32)).to(device)
+        y = post(model(v, a)).float().cpu().numpy()
+        out.extend(list(y) if rows_out else y.tolist())
+    return out
+
+
+def window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frames: np.ndarray,
+                  stride: int = 1, device: torch.device | str = "cpu", batch_size: int = 512,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(starts (W,), scores (W, K)) of any neural model, higher = more likely (no caches)."""
+    if getattr(model, "output", "embedding") == "embedding":
+        starts, sims = clip_similarities(model, clip, shifts_frames, stride, device, batch_size)
+        return starts, -np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, None))
+    return model_window_scores(model, clip, shifts_frames, stride, device, batch_size)
+
+
+@dataclass
+class NeuralSyncMethod:
+    """A trained model as a sync method: window scores averaged over a track.
+
+    For each all-valid window (every ``stride`` frames) and each candidate shift the model
+    gives a score (see the module doc); a shift's score is the mean over the windows for which
+    every shift has audio. Embedding models keep SyncNet's view: the score is minus the mean
+    embedding distance, and ``confidence`` is SyncNet's median - min of that distance curve.
+    """
+
+    model: torch.nn.Module
+    name: str = "syncnet"
+    stride: int = 1
+    device: str = "cpu"
+    batch_size: int = 512
+    meta: dict[str, Any] = field(default_factory=dict)
+    _audio_source: Any = field(default=None, init=False, repr=False)
+    _audio: np.ndarray | None = field(default=None, init=False, repr=False)
+    _audio_cache: dict[int, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+    _video_root: Any = field(default=None, init=False, repr=False)
+    _video_cache: dict[int, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+    _out_cache: dict = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", stride: int = 1,
+                        name: str | None = None) -> NeuralSyncMethod:
+        """Load a checkpoint written by ``avsync.train.checkpoint.save_checkpoint``."""
+        from avsync.train.checkpoint import load_checkpoint
+
+        model, _, meta = load_checkpoint(path, device=device)
+        return cls(model, name=name or meta["method"], stride=stride, device=device, meta=meta)
+
+    @property
+    def kind(self) -> str:
+        return self.model.visual_kind
+
+    @property
+    def output(self) -> str:
+        return getattr(self.model, "output", "embedding")
+
+    def _prepare(self, ninp: NeuralInput) -> PreparedClip:
+        """The clip in model units, reusing the prepared audio and the caches while the same
+        log-mel (the same array object) and the same track (``root``) are scored again."""
+        key = (ninp.logmel, float(ninp.audio_start_s), float(ninp.fps))
+        src = self._audio_source
+        root = ninp.root if ninp.root is not None else ninp
+        if src is None or src[0] is not key[0] or src[1:] != key[1:]:
+            self._audio_source, self._audio, self._audio_cache = key, None, {}
+            self._out_cache = {}
+        if self._video_root is not root:
+            self._video_root, self._video_cache, self._out_cache = root, {}, {}
+        clip = PreparedClip.from_input(self.kind, ninp, audio=self._audio)
+        self._audio = clip.audio
+        return clip
+
+    def window_distances(self, ninp: NeuralInput, shifts_frames: np.ndarray) -> np.ndarray:
+        """(W, K) embedding distances in [0, 2] per window and shift (embedding models only)."""
+        if self.output != "embedding":
+            raise AvsyncError(f"method {self.name!r} has no embedding distances")
+        clip = self._prepare(ninp)
+        _, sims = clip_similarities(self.model, clip, shifts_frames, self.stride, self.device,
+                                    self.batch_size, self._audio_cache, self._video_cache, ninp.ids())
+        return np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, None))
+
+    def window_scores(self, ninp: NeuralInput, shifts_frames: np.ndarray) -> np.ndarray:
+        """(W, K) scores per window and shift, higher = more likely (NaN: audio missing)."""
+        if self.output == "embedding":
+            return -self.window_distances(ninp, shifts_frames)
+        clip = self._prepare(ninp)
+        _, scores = model_window_scores(self.model, clip, shifts_frames, self.stride, self.device,
+                                        self.batch_size, self._out_cache, ninp.ids())
+        return scores
+
+    def mean_scores(self, ninp: NeuralInput, shifts_frames: np.ndarray) -> np.ndarray:
+        """(K,) mean score per shift over windows that have audio at every shift."""
+        s = self.window_scores(ninp, shifts_frames)
+        if len(s) == 0:
+            return np.full(len(shifts_frames), np.nan)
+        full = np.isfinite(s).all(1)
+        if full.any():
+            return s[full].mean(0)
+        with warnings.catch_warnings():  # all-NaN columns stay NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(s, axis=0)
+
+    def distances(self, ninp: NeuralInput, shifts_frames: np.ndarray) -> np.ndarray:
+        """(K,) mean embedding distance per shift (embedding models)."""
+        return -self.mean_scores(ninp, shifts_frames)
+
+    def score_neural(self, ninp: NeuralInput, shifts_frames: np.ndarray) -> np.ndarray:
+        """(K,) scores, higher = more likely; shifts without any score get the lowest one."""
+        s = self.mean_scores(ninp, shifts_frames)
+        if not np.isfinite(s).any():
+            return np.zeros(len(shifts_frames))
+        return np.where(np.isfinite(s), s, np.nanmin(s))
+
+    def confidence(self, ninp: NeuralInput, shifts_frames: np.ndarray) -> float:
+        """Peak minus median of the mean score curve (SyncNet's median - min distance)."""
+        s = self.mean_scores(ninp, shifts_frames)
+        s = s[np.isfinite(s)]
+        return float(np.max(s) - np.median(s)) if len(s) else 0.0
+
+    def score(self, inp: Any, shifts_frames: np.ndarray) -> np.ndarray:
+        """Registry protocol. ``inp`` is a NeuralInput, or a SyncInput carrying one as ``.neural``."""
+        ninp = inp if isinstance(inp, NeuralInput) else getattr(inp, "neural", None)
+        if ninp is None:
+            raise AvsyncError(f"method {self.name!r} needs mouth crops / lip landmarks and log-mel "
+                              "(a NeuralInput); this input only has the per-frame signals")
+        return self.score_neural(ninp, shifts_frames)
