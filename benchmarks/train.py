@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path, PurePosixPath
 
@@ -26,10 +27,9 @@ import torch
 
 from avsync.models.syncnet import count_parameters
 from avsync.train import SyncDataset, TaskConfig, TrainConfig, build_model, seed_everything, train
-from avsync.train.checkpoint import MODEL_FAMILIES
+from avsync.train.checkpoint import MODEL_FAMILIES, load_checkpoint
 from avsync.train.loop import distributed_env
-
-KIND = {"syncnet": "mouth", "landmark": "lips"}
+from avsync.train.tasks import LOSSES
 
 
 def _parts(path: str) -> tuple[str, ...]:
@@ -68,6 +68,15 @@ def match_split(cache_files: list[Path], split_rows: list[dict]) -> tuple[dict[s
     return files, speakers, unmatched
 
 
+def label_moves(path: Path | None, max_offset: int, min_confidence: float) -> dict[str, int]:
+    """Cache file name -> frames to re-centre (confident, small, non-zero estimates only)."""
+    if path is None:
+        return {}
+    rows = json.loads(path.read_text())
+    return {name: int(r["offset_frames"]) for name, r in rows.items()
+            if r["confidence"] >= min_confidence and 0 < abs(int(r["offset_frames"])) <= max_offset}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=Path("cache/train"))
@@ -83,9 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patience", type=int, default=TrainConfig.patience)
     ap.add_argument("--warmup", type=int, default=TrainConfig.warmup_steps)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--loss", choices=("pm", "bce", "contrastive"), default="pm")
+    ap.add_argument("--eval-windows", type=int, default=TrainConfig.eval_max_windows,
+                    help="windows per validation clip at each evaluation")
+    ap.add_argument("--loss", choices=LOSSES, default="auto",
+                    help="auto: the model's usual loss (pm, bce, ce or huber by output kind)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="wlos: a trained c3 checkpoint whose towers initialise the model (as in the paper)")
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--label-offsets", type=Path, default=None,
+                    help="JSON of benchmarks/label_offsets.py: re-centre confident training clips")
+    ap.add_argument("--max-label-offset", type=int, default=6)
+    ap.add_argument("--min-label-confidence", type=float, default=3.0)
     args = ap.parse_args(argv)
     rank, world, local_rank = distributed_env()
     device = args.device
@@ -115,15 +133,26 @@ def main(argv: list[str] | None = None) -> int:
     task = TaskConfig(loss=args.loss, augment=not args.no_augment)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       warmup_steps=min(args.warmup, max(1, args.steps // 10)),
-                      eval_every=args.eval_every, patience=args.patience, seed=args.seed)
+                      eval_every=args.eval_every, patience=args.patience, seed=args.seed,
+                      eval_max_windows=args.eval_windows)
+    seed_everything(args.seed)
+    model = build_model(args.method, args.preset)
+    if args.init_from is not None:
+        source, _, _ = load_checkpoint(args.init_from)
+        model.init_from_c3(source)
+        say(f"towers initialised from {args.init_from}")
     t0 = time.perf_counter()
-    train_ds = SyncDataset(files["train"], KIND[args.method], task)
-    val_ds = SyncDataset(files["val"], KIND[args.method], task) if files["val"] else None
+    shape = {"frames": model.config.frames, "audio_rows": model.config.audio_rows}
+    moves = label_moves(args.label_offsets, args.max_label_offset, args.min_label_confidence)
+    train_ds = SyncDataset(files["train"], model.visual_kind, task, label_offsets=moves, **shape)
+    if args.label_offsets is not None:
+        moved = [m for m in train_ds.label_offsets if m]
+        say(f"label correction: {len(moved)} of {len(train_ds.clips)} training clips re-centred "
+            f"(moves in frames: {dict(sorted(Counter(moved).items()))}); validation labels untouched")
+    val_ds = SyncDataset(files["val"], model.visual_kind, task, **shape) if files["val"] else None
     say(f"windows: train {train_ds.n_windows} ({len(train_ds)} groups of {task.group}), "
         f"val {val_ds.n_windows if val_ds else 0} "
         f"(loaded in {time.perf_counter() - t0:.1f} s)")
-    seed_everything(args.seed)
-    model = build_model(args.method, args.preset)
     say(f"{args.method}/{args.preset}: {count_parameters(model)} parameters, device {device}, "
         f"world size {world}")
     result = train(model, train_ds, val_ds, task, cfg, device, out_dir=args.out, method=args.method,
@@ -133,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                "world_size": world, "parameters": count_parameters(model),
                "train_clips": len(files["train"]), "val_clips": len(files["val"]),
                "train_speakers": len(speakers["train"]), "val_speakers": len(speakers["val"]),
-               "train_windows": train_ds.n_windows, "best": result.best, "best_step": result.best_step,
+               "train_windows": train_ds.n_windows,
+               "label_moves": [int(m) for m in train_ds.label_offsets],
+               "best": result.best, "best_step": result.best_step,
                "steps_run": result.steps_run, "stopped_early": result.stopped_early,
                "seconds": round(result.seconds, 1), "train_config": asdict(cfg)}
         (args.out / "run.json").write_text(json.dumps(run, indent=1, default=str))

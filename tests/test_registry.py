@@ -26,7 +26,8 @@ HOPS_PER_FRAME = int(round(1 / (FPS * AUDIO_HOP_S)))  # 4 audio hops per video f
 MARGIN = 80  # hops
 SHIFTS = shifts_for(15)
 FOLLOWING = ("band_1000_3000", "log_energy", "speech_energy")
-MODEL_NAMES = [m.name for m in available_models()]
+MODEL_NAMES = [m.name for m in available_models() if m.kind == "classical"]
+"""Methods that score the per-frame signals (trained ones: tests/test_trained_methods.py)."""
 
 
 def smooth_hops(n_hops: int, seed: int) -> np.ndarray:

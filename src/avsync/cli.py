@@ -139,10 +139,12 @@ def fix(
 def models() -> None:
     """List the available sync methods."""
     from avsync.models.registry import available_models
+    from avsync.models.trained import has_weights
 
     for info in available_models():
         default = " (default)" if info.name == DEFAULT_METHOD else ""
-        print(f"{info.name:10s} {info.kind:10s} {info.description}{default}")
+        missing = " [no weights shipped]" if info.kind == "trained" and not has_weights(info.name) else ""
+        print(f"{info.name:10s} {info.kind:10s} {info.description}{default}{missing}")
 
 
 @app.command()
@@ -176,24 +178,46 @@ def evaluate(
 
 @app.command()
 def prepare(
-    clips: Path = typer.Option(..., help="Folder of in-sync clips, a MANIFEST.tsv or a .jsonl."),
+    clips: Path = typer.Option(..., help="Folder of in-sync clips, a MANIFEST.tsv or a .jsonl; with "
+                               "--layout, the corpus root."),
     out: Path = typer.Option(Path("cache/train"), help="Folder for the training cache (.npz)."),
     workers: int = typer.Option(1, min=1, help="Processes for the face analysis."),
     progress: bool = typer.Option(True, help="Progress bar on stderr."),
+    layout: str = typer.Option("none", metavar="[auto|lrs2|lrs3|voxceleb2|grid|none]",
+                               help="Corpus layout of --clips (none: a plain clip set as before). "
+                               "Writes a manifest with speakers and splits and caches the "
+                               "train/val/pretrain clips."),
+    manifest: Path | None = typer.Option(None, help="Manifest written with --layout "
+                                         "(default: OUT/manifest.jsonl)."),
+    limit: int = typer.Option(0, min=0, help="At most N clips (0: all); with --layout, spread "
+                              "over the splits."),
 ) -> None:
     """Preprocess clips once into a compact training cache (mouth crops, lips, log-mel)."""
     import time
 
     from avsync.data import build_cache
+    from avsync.data.corpora import LAYOUTS, corpus_summary, scan_corpus, write_manifest
     from avsync.evaluation.clips import load_clips
 
     t0 = time.perf_counter()
+    layout = layout.lower()
+    if layout not in (*LAYOUTS, "none"):
+        _fail(f"--layout must be one of {', '.join((*LAYOUTS, 'none'))}, got {layout!r}")
+    if layout == "none" and manifest is not None:
+        _fail("--manifest needs --layout (it is the manifest of a scanned corpus)")
     try:
-        clip_list = load_clips(clips)
-        if not clip_list:
-            _fail(f"{clips}: no clips found")
         if out.exists() and not out.is_dir():
             _fail(f"{out}: exists and is not a folder")
+        if layout == "none":
+            clip_list = load_clips(clips)[: limit or None]
+        else:
+            corpus = scan_corpus(clips, layout, limit=limit)
+            written = write_manifest(corpus, manifest if manifest is not None else out / "manifest.jsonl")
+            print(f"{corpus_summary(corpus)}; manifest {written}")
+            clip_list = [c.as_clip() for c in corpus if c.split in ("train", "val", "pretrain")]
+        if not clip_list:
+            _fail(f"{clips}: no clips found" + (" in the train/val/pretrain splits" if layout != "none"
+                                                else ""))
         paths = build_cache(clip_list, out, workers=workers, progress=progress and err.is_terminal)
     except AvsyncError as exc:
         _fail(_one_sentence(exc))

@@ -64,12 +64,14 @@ class AudioFeatures:
     """Audio features on a regular grid.
 
     times_s: (N,) centre time of each hop on the container clock; values: (N, F) float32 with
-    columns AUDIO_NAMES.
+    columns AUDIO_NAMES; logmel: (N, N_MELS) float32 natural-log mel power on the same grid
+    (what the neural methods read; None when not computed).
     """
 
     times_s: np.ndarray
     values: np.ndarray
     names: tuple[str, ...] = AUDIO_NAMES
+    logmel: np.ndarray | None = None
 
     @property
     def start_s(self) -> float:
@@ -129,10 +131,11 @@ def audio_features(samples: np.ndarray, start_s: float = 0.0,
     speech_bins = (freqs >= 300) & (freqs < 3000)
     band_bins = [(freqs >= lo) & (freqs < hi) for lo, hi in BANDS_HZ]
     eps = 1e-8
-    blocks, prev_logmel = [], None
+    blocks, mels, prev_logmel = [], [], None
     for i0 in range(0, n_hops, BLOCK_HOPS):
         power = _block_power(padded, i0, min(n_hops, i0 + BLOCK_HOPS))
         logmel = np.log(power @ fb + eps)
+        mels.append(logmel.astype(np.float32))
         first = logmel[:1] if prev_logmel is None else prev_logmel
         flux = np.clip(np.diff(np.concatenate([first, logmel]), axis=0), 0, None).mean(1)
         prev_logmel = logmel[-1:]
@@ -142,7 +145,7 @@ def audio_features(samples: np.ndarray, start_s: float = 0.0,
         ]).astype(np.float32))
     values = np.concatenate(blocks)
     times = start_s + np.arange(len(values)) * (AUDIO_HOP_SAMPLES / sample_rate_hz)
-    return AudioFeatures(times_s=times, values=values)
+    return AudioFeatures(times_s=times, values=values, logmel=np.concatenate(mels))
 
 
 def log_mel(samples: np.ndarray, n_mels: int = N_MELS) -> np.ndarray:

@@ -14,7 +14,7 @@ from avsync.face.landmarks import create_landmarker
 from avsync.face.tracks import Track, VisualAnalysis, analyse_frames
 from avsync.features import AudioFeatures, audio_features
 from avsync.io import iter_video_frames, load_audio, probe
-from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model
+from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, DRIFT_WINDOW_S, frames_to_ms
 from avsync.types import DriftPoint, SyncResult, TrackResult
 
@@ -157,14 +157,33 @@ def analyse_audio(path: str | Path) -> AudioFeatures:
     return audio_features(audio.samples, audio.start_s)
 
 
+def neural_input(track: Track, audio: AudioFeatures, fps: float):
+    """The track as a NeuralInput (mouth crops, lips, blendshapes, log-mel), or None when the
+    analysis kept no crops or the audio features carry no log-mel."""
+    if not track.mouth or audio.logmel is None:
+        return None
+    from avsync.face.landmarks import BLENDSHAPE_NAMES
+    from avsync.face.mouth import SIGNAL_NAMES
+    from avsync.models.neural import NeuralInput
+
+    b0 = SIGNAL_NAMES.index(BLENDSHAPE_NAMES[0])
+    return NeuralInput(fps, np.asarray(track.time_s, np.float64), np.stack(track.mouth),
+                       np.stack(track.lips).astype(np.float32),
+                       track.signal_matrix()[:, b0: b0 + len(BLENDSHAPE_NAMES)], audio.logmel,
+                       audio.start_s, np.asarray(track.valid, bool))
+
+
 def track_input(track: Track, audio: AudioFeatures, fps: float) -> SyncInput:
-    return SyncInput(fps, np.asarray(track.time_s, np.float64), track.signal_matrix(), audio)
+    return SyncInput(fps, np.asarray(track.time_s, np.float64), track.signal_matrix(), audio,
+                     neural_input(track, audio, fps))
 
 
 def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, method: SyncMethod,
-                max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, drift: bool = True
-                ) -> tuple[list[TrackResult], CurveScore]:
-    """Score every long-enough track; combine the speaking tracks into one curve."""
+                max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, drift: bool = True,
+                n_null: int = N_NULL) -> tuple[list[TrackResult], CurveScore]:
+    """Score every long-enough track; combine the speaking tracks into one curve.
+
+    n_null: circular displacements behind each track's confidence (fewer: faster, noisier)."""
     shifts = shifts_for(max_offset_frames)
     tracks = [t for t in analysis.tracks if t.n_frames >= MIN_TRACK_FRAMES]
     if not tracks:
@@ -174,7 +193,7 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
     results, curves = [], []
     for track in tracks:
         inp = track_input(track, audio, fps)
-        cs = score_input(method, inp, shifts)
+        cs = score_input(method, inp, shifts, n_null)
         curves.append((cs, track.n_frames))
         results.append(TrackResult(
             track.track_id, track.shot, track.start_s, track.end_s, track.n_frames,
@@ -211,7 +230,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     audio = analyse_audio(path)
     clock["audio"] = time.perf_counter() - t0
     analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
-                             face_backend=face_backend)
+                             face_backend=face_backend, keep_crops=needs_neural(model))
     if analysis.n_frames < MIN_TRACK_FRAMES:
         raise AvsyncError(f"{path}: the video has {analysis.n_frames} frame(s); "
                           f"at least {MIN_TRACK_FRAMES} are needed")

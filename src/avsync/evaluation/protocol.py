@@ -24,9 +24,9 @@ from avsync.errors import AvsyncError
 from avsync.evaluation.cache import cached_analysis
 from avsync.evaluation.clips import Clip, load_clips
 from avsync.features import audio_features, shift_samples
-from avsync.inference import shifts_for, synchronise, track_input
+from avsync.inference import N_NULL, shifts_for, synchronise, track_input
 from avsync.io import load_audio
-from avsync.models.registry import create_model
+from avsync.models.registry import create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES
 
 MAX_WINDOWS: int = 12
@@ -65,19 +65,19 @@ def _windows(n_frames: int, size: int) -> list[int]:
 
 
 def evaluate_clip(clip: Clip, analysis, methods: Sequence[str], shifts: Sequence[int],
-                  contexts: Sequence[int], max_offset: int = DEFAULT_MAX_OFFSET_FRAMES
-                  ) -> list[Case]:
+                  contexts: Sequence[int], max_offset: int = DEFAULT_MAX_OFFSET_FRAMES,
+                  n_null: int = N_NULL) -> list[Case]:
     """All cases of one clip: every method x shift x context."""
     audio = load_audio(clip.path)
     fps = analysis.fps
     grid = shifts_for(max_offset)
     main = max(analysis.tracks, key=lambda t: t.n_frames)
     cases = []
+    models = {name: create_model(name) for name in methods}
     for k in shifts:
         feats = audio_features(shift_samples(audio.samples, k, fps), audio.start_s)
-        for name in methods:
-            model = create_model(name)
-            _, cs = synchronise(analysis, feats, fps, model, max_offset, drift=False)
+        for name, model in models.items():
+            _, cs = synchronise(analysis, feats, fps, model, max_offset, drift=False, n_null=n_null)
             cases.append(Case(str(clip.path), clip.speaker, clip.source, name, k, "whole",
                               cs.offset_frames, cs.confidence))
             inp = track_input(main, feats, fps)
@@ -91,12 +91,13 @@ def evaluate_clip(clip: Clip, analysis, methods: Sequence[str], shifts: Sequence
 
 def _clip_job(args) -> tuple[int, list[Case] | str]:
     """Face analysis (cached) + all cases of one clip; an error becomes a one-line string."""
-    i, clip, cache_dir, methods, shifts, contexts = args
+    i, clip, cache_dir, methods, shifts, contexts, n_null = args
     try:
-        analysis = cached_analysis(clip.path, cache_dir)
+        keep_crops = any(needs_neural(create_model(m)) for m in methods)
+        analysis = cached_analysis(clip.path, cache_dir, keep_crops=keep_crops)
         if not analysis.tracks:
             return i, "no face track"
-        return i, evaluate_clip(clip, analysis, methods, shifts, contexts)
+        return i, evaluate_clip(clip, analysis, methods, shifts, contexts, n_null=n_null)
     except AvsyncError as exc:
         return i, str(exc)
     except Exception as exc:  # noqa: BLE001  (one bad clip must not stop a corpus run)
@@ -105,9 +106,11 @@ def _clip_job(args) -> tuple[int, list[Case] | str]:
 
 def evaluate(clips_spec: str | Path, methods: Sequence[str], shifts: Sequence[int],
              contexts: Sequence[int], cache_dir: Path, limit: int = 0, workers: int = 1,
-             console=None, report_path: Path | None = None, json_path: Path | None = None
-             ) -> str:
-    """Run the protocol; return (and optionally write) the markdown report."""
+             console=None, report_path: Path | None = None, json_path: Path | None = None,
+             n_null: int = N_NULL) -> str:
+    """Run the protocol; return (and optionally write) the markdown report.
+
+    n_null: null rolls behind each whole-clip case's confidence (the same for every method)."""
     from rich.progress import Progress
 
     for m in methods:
@@ -120,7 +123,7 @@ def evaluate(clips_spec: str | Path, methods: Sequence[str], shifts: Sequence[in
     t0 = time.perf_counter()
     failures: dict[str, str] = {}
     cases: list[Case] = []
-    jobs = [(i, c, cache_dir, list(methods), list(shifts), list(contexts))
+    jobs = [(i, c, cache_dir, list(methods), list(shifts), list(contexts), n_null)
             for i, c in enumerate(clips)]
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("clips", total=len(jobs))

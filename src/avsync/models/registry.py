@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,12 +25,15 @@ class SyncInput:
     frame_times_s: (T,) times of the track's frames on the container clock.
     visual: (T, S) per-frame visual signals (face.mouth.SIGNAL_NAMES columns).
     audio: audio features of the whole file; read them with ``audio_at``.
+    neural: the same track as mouth crops, lip landmarks and log-mel for trained methods
+    (``avsync.models.neural.NeuralInput``), or None when the analysis kept no crops.
     """
 
     fps: float
     frame_times_s: np.ndarray
     visual: np.ndarray
     audio: AudioFeatures
+    neural: Any = None
 
     @property
     def n_frames(self) -> int:
@@ -42,15 +46,18 @@ class SyncInput:
     def window(self, start: int, stop: int) -> SyncInput:
         """The frames [start, stop) of this track (audio stays whole, so shifts stay valid)."""
         return SyncInput(self.fps, self.frame_times_s[start:stop], self.visual[start:stop],
-                         self.audio)
+                         self.audio, None if self.neural is None else self.neural.window(start, stop))
 
     def rolled(self, frames: int) -> SyncInput:
         """Visual signals circularly displaced by ``frames``: a null case with unrelated audio."""
         return SyncInput(self.fps, self.frame_times_s, np.roll(self.visual, frames, axis=0),
-                         self.audio)
+                         self.audio, None if self.neural is None else self.neural.rolled(frames))
 
 
 class SyncMethod(Protocol):
+    """``needs_neural`` (optional attribute, default False): the method reads ``SyncInput.neural``,
+    so the face analysis must keep mouth crops and lip landmarks."""
+
     name: str
 
     def score(self, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray: ...
@@ -79,7 +86,7 @@ def register_model(name: str, kind: str, description: str) -> Callable:
 
 
 def _ensure_loaded() -> None:
-    from avsync.models import methods  # noqa: F401  (registers the built-in methods)
+    from avsync.models import methods, trained  # noqa: F401  (register the built-in methods)
 
 
 def available_models() -> list[ModelInfo]:
@@ -87,9 +94,20 @@ def available_models() -> list[ModelInfo]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
+def needs_neural(method: Any) -> bool:
+    """True when ``method`` reads mouth crops / lip landmarks (``SyncInput.neural``)."""
+    return bool(getattr(method, "needs_neural", False))
+
+
 def create_model(name: str = DEFAULT_METHOD) -> SyncMethod:
-    """Instantiate a registered method by name."""
+    """Instantiate a registered method by name, or load a ``.safetensors`` checkpoint path."""
     _ensure_loaded()
+    if name.endswith(".safetensors"):
+        from avsync.models.scoring import NeuralSyncMethod
+
+        if not Path(name).is_file():
+            raise AvsyncError(f"checkpoint not found: {name}")
+        return NeuralSyncMethod.from_checkpoint(name)
     if name not in _REGISTRY:
         raise AvsyncError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name].factory()

@@ -256,6 +256,8 @@ class NeuralSyncMethod:
     embedding distance, and ``confidence`` is SyncNet's median - min of that distance curve.
     """
 
+    needs_neural = True  # reads SyncInput.neural (mouth crops, lip landmarks, log-mel)
+
     model: torch.nn.Module
     name: str = "syncnet"
     stride: int = 1

@@ -9,6 +9,7 @@ Metadata (all values are strings, as safetensors requires):
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,26 +17,36 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from avsync.errors import AvsyncError
-from avsync.models.landmark import LandmarkSync, LandmarkSyncConfig
 from avsync.models.neural import PREPROCESS
-from avsync.models.syncnet import EmbeddingModel, SyncNet, SyncNetConfig
 
 FORMAT: str = "avsync-neural-1"
 
-MODEL_FAMILIES: dict[str, tuple[type, type[EmbeddingModel]]] = {
-    "syncnet": (SyncNetConfig, SyncNet),
-    "landmark": (LandmarkSyncConfig, LandmarkSync),
+MODEL_FAMILIES: dict[str, tuple[str, str, str]] = {
+    "syncnet": ("avsync.models.syncnet", "SyncNetConfig", "SyncNet"),
+    "landmark": ("avsync.models.landmark", "LandmarkSyncConfig", "LandmarkSync"),
+    "c3": ("avsync.models.wlos", "WLOSConfig", "C3"),
+    "wlos": ("avsync.models.wlos", "WLOSConfig", "WLOS"),
+    "simmatrix": ("avsync.models.simmatrix", "SimMatrixConfig", "SimMatrixSync"),
+    "vocalist": ("avsync.models.vocalist", "VocaLiSTConfig", "VocaLiST"),
 }
-"""Method name -> (config dataclass, model class)."""
+"""Method name -> (module, config dataclass, model class), imported when first used."""
 
 
-def build_model(method: str, config: Any | str = "small") -> EmbeddingModel:
-    """A fresh model of ``method`` from a config instance or a preset name ("debug"/"small")."""
+def family(method: str) -> tuple[type, type[nn.Module]]:
+    """(config dataclass, model class) of a neural method."""
     if method not in MODEL_FAMILIES:
         raise AvsyncError(f"unknown neural method {method!r}; known: {', '.join(MODEL_FAMILIES)}")
-    cfg_cls, model_cls = MODEL_FAMILIES[method]
+    module, cfg_name, model_name = MODEL_FAMILIES[method]
+    mod = importlib.import_module(module)
+    return getattr(mod, cfg_name), getattr(mod, model_name)
+
+
+def build_model(method: str, config: Any | str = "small") -> nn.Module:
+    """A fresh model of ``method`` from a config instance or a preset name ("debug"/"small")."""
+    cfg_cls, model_cls = family(method)
     cfg = cfg_cls.preset(config) if isinstance(config, str) else config
     if not isinstance(cfg, cfg_cls):
         raise AvsyncError(f"{method} needs a {cfg_cls.__name__}, got {type(cfg).__name__}")
@@ -64,14 +75,14 @@ def config_from_dict(cls: type, raw: dict[str, Any]) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
-def method_of(model: EmbeddingModel) -> str:
-    for name, (_, model_cls) in MODEL_FAMILIES.items():
-        if type(model) is model_cls:
+def method_of(model: nn.Module) -> str:
+    for name, (module, _, model_name) in MODEL_FAMILIES.items():
+        if type(model).__module__ == module and type(model).__name__ == model_name:
             return name
     raise AvsyncError(f"{type(model).__name__} is not a known neural model")
 
 
-def save_checkpoint(path: str | Path, model: EmbeddingModel, metrics: dict[str, Any] | None = None,
+def save_checkpoint(path: str | Path, model: nn.Module, metrics: dict[str, Any] | None = None,
                     method: str | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write the model's weights and metadata to ``path`` (a .safetensors file), atomically.
 
@@ -106,7 +117,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
-                    ) -> tuple[EmbeddingModel, Any, dict[str, Any]]:
+                    ) -> tuple[nn.Module, Any, dict[str, Any]]:
     """(model in eval mode on ``device``, its frozen config, metadata) from a checkpoint."""
     path = Path(path)
     if not path.is_file():
@@ -118,7 +129,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
     differs = {k: v for k, v in meta["preprocess"].items() if k in PREPROCESS and PREPROCESS[k] != v}
     if differs:
         raise AvsyncError(f"{path}: preprocessing {differs} differs from this version's {PREPROCESS}")
-    config = config_from_dict(MODEL_FAMILIES[method][0], meta["config"])
+    config = config_from_dict(family(method)[0], meta["config"])
     model = build_model(method, config)
     model.load_state_dict(load_file(str(path)))
     model.to(device).eval()

@@ -102,12 +102,15 @@ class SyncDataset(torch.utils.data.Dataset):
     shift. Windows come in groups of ``task.group`` windows ``task.group_stride`` frames apart
     (an *anchor*): their candidate audio windows overlap, so a group needs
     ``31 + stride * (group - 1)`` audio embeddings instead of ``31 * group``.
+    label_offsets: cache file name -> that clip's own offset in frames (audio late > 0, as
+    estimated by ``benchmarks/label_offsets.py``): its positives are re-centred there.
     Item i (an anchor) -> (visual (G, 5, ...) array, span (L, 40) float32 frame-clock log-mel
     covering every candidate of every member, weights (G,) float32).
     """
 
     def __init__(self, paths: list[str | Path], kind: str, task: TaskConfig | None = None,
-                 frames: int = FRAMES, audio_rows: int = AUDIO_ROWS) -> None:
+                 frames: int = FRAMES, audio_rows: int = AUDIO_ROWS,
+                 label_offsets: dict[str, int] | None = None) -> None:
         self.task = task = task or TaskConfig()
         self.kind, self.frames, self.rows = kind, frames, audio_rows
         self.rpf = audio_rows // frames
@@ -118,8 +121,13 @@ class SyncDataset(torch.utils.data.Dataset):
         self.speakers: list[str] = []
         self.n_windows = 0
         clip_idx, starts, weights = [], [], []
+        self.label_offsets: list[int] = []
         for path in paths:
             clip, speaker = load_clip(path, kind)
+            moved = int((label_offsets or {}).get(Path(path).name, 0))
+            if moved:  # the clip's own offset: its audio is late by ``moved`` frames
+                clip.starts = clip.starts + ROWS_PER_FRAME * moved
+            self.label_offsets.append(moved)
             s, w = self.clip_windows(clip)
             a, aw = self.clip_anchors(clip, s, w)
             self.n_windows += len(s)

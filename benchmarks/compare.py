@@ -1,0 +1,188 @@
+"""The comparison table of every sync method on speaker-disjoint real clips (one command).
+
+    python benchmarks/compare.py [--train] [--steps 1500] [--device cpu|cuda] [--nulls 4]
+
+--train first trains every neural method with its recipe (``benchmarks/train.py``; checkpoints,
+curves and run.json in runs/<name>/); without it the existing runs/<name>/model.safetensors are
+used. Then every method (classical ones too) runs the shifted-case protocol of ``avsync
+evaluate`` on the validation clips of ``src/avsync/data/realclips_split.jsonl`` (speakers never
+seen in training), the model speed is timed, and the section between the comparison markers of
+docs/BENCHMARKS.md is rewritten (plus runs/comparison.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from comparison_report import PAPERS, render  # noqa: E402
+
+CLASSICAL = ("avcorr", "qmi")
+RECIPES: dict[str, list[str]] = {
+    "syncnet": ["--method", "syncnet"],
+    "landmark": ["--method", "landmark"],
+    "c3": ["--method", "c3"],
+    "wlos_scratch": ["--method", "wlos"],
+    "wlos": ["--method", "wlos", "--init-from", "runs/c3/model.safetensors"],
+    "simmatrix": ["--method", "simmatrix"],
+    "vocalist": ["--method", "vocalist"],
+}
+"""Run name -> benchmarks/train.py arguments (order matters: wlos starts from c3)."""
+
+
+def train_all(names: list[str], steps: int, device: str, extra: list[str]) -> None:
+    for name in names:
+        cmd = [sys.executable, "benchmarks/train.py", *RECIPES[name], "--preset", "small",
+               "--steps", str(steps), "--device", device, "--out", f"runs/{name}", *extra]
+        print("$", " ".join(cmd), file=sys.stderr, flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def val_manifest(clips_root: Path, out: Path) -> Path:
+    """The validation rows of the speaker split as a JSON Lines clip list with absolute paths."""
+    rows = [json.loads(x) for x in (ROOT / "src/avsync/data/realclips_split.jsonl").read_text().splitlines()
+            if x.strip()]
+    lines = [json.dumps({"path": str((clips_root / r["path"]).resolve()), "speaker": r["speaker"],
+                         "source": r["path"].split("/")[0]}) for r in rows if r["split"] == "val"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def method_specs(names: list[str]) -> dict[str, str]:
+    """Display name -> what create_model takes (a registry name or a checkpoint path)."""
+    specs = {n: n for n in CLASSICAL}
+    for n in names:
+        ckpt = ROOT / "runs" / n / "model.safetensors"
+        if ckpt.is_file():
+            specs[n] = str(ckpt)
+        else:
+            print(f"warning: {ckpt} missing; {n} left out", file=sys.stderr)
+    return specs
+
+
+def speed_case(manifest: Path) -> tuple:
+    """(analysis with crops, audio features, fps, face-analysis seconds per minute) of the longest
+    validation clip."""
+    from avsync.inference import analyse_audio, analyse_video
+    from avsync.io import probe
+
+    paths = [Path(json.loads(x)["path"]) for x in manifest.read_text().splitlines() if x.strip()]
+    path = max(paths, key=lambda p: probe(p).duration_s)
+    info = probe(path)
+    t0 = time.perf_counter()
+    analysis = analyse_video(path, keep_crops=True)
+    per_min = (time.perf_counter() - t0) / (info.duration_s / 60)
+    return analysis, analyse_audio(path), info.fps, per_min, path
+
+
+def model_speed(spec: str, case: tuple, device: str) -> dict[str, float]:
+    """Parameters, ms per video frame of the sync model alone (31 shifts, stride 1, batched, no
+    caches) on ``device``; on CPU also the scoring seconds per minute of video (all tracks,
+    12 nulls, drift) and the end-to-end seconds per minute (face analysis + scoring)."""
+    from avsync.inference import synchronise, track_input
+    from avsync.models.registry import create_model
+    from avsync.models.scoring import NeuralSyncMethod
+    from avsync.models.syncnet import count_parameters
+
+    analysis, audio, fps, analysis_per_min, _ = case
+    minutes = (analysis.frame_times_s[-1] - analysis.frame_times_s[0] + 1 / fps) / 60
+    out: dict[str, float] = {}
+    method = create_model(spec)
+    if hasattr(method, "model"):
+        model = method.model.to(device)
+        ninp = track_input(max(analysis.tracks, key=lambda t: t.n_frames), audio, fps).neural
+        best = np.inf
+        for _ in range(2):
+            t0 = time.perf_counter()
+            NeuralSyncMethod(model, device=device, batch_size=1024).score(ninp, np.arange(-15, 16))
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+        out.update(params=count_parameters(model), **{f"ms_per_frame_{device}": 1000 * best / ninp.n_frames})
+        method.model.to("cpu")
+    if device == "cpu":
+        t0 = time.perf_counter()
+        synchronise(analysis, audio, fps, create_model(spec), drift=True)
+        scoring = (time.perf_counter() - t0) / minutes
+        out.update(scoring_s_per_min=scoring, e2e_s_per_min=analysis_per_min + scoring)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--train", action="store_true")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "realclips")
+    ap.add_argument("--nulls", type=int, default=4, help="null rolls per whole-clip case (all methods)")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--methods", default=",".join(RECIPES), help="neural runs to include")
+    ap.add_argument("--train-args", default="", help="extra arguments for benchmarks/train.py")
+    args = ap.parse_args(argv)
+    names = [n for n in args.methods.split(",") if n]
+    if args.train:
+        train_all(names, args.steps, args.device, args.train_args.split())
+    from avsync.evaluation.protocol import evaluate
+
+    manifest = val_manifest(args.clips, ROOT / "runs" / "val_clips.jsonl")
+    specs = method_specs(names)
+    t0 = time.perf_counter()
+    cases_json = ROOT / "runs" / "comparison_cases.json"
+    evaluate(manifest, list(specs.values()), list(range(-15, 16)), [5, 7, 9, 11, 13, 15],
+             ROOT / "cache" / "eval", workers=args.workers, json_path=cases_json, n_null=args.nulls)
+    eval_s = time.perf_counter() - t0
+    case = speed_case(manifest)
+    speeds = {name: {**model_speed(spec, case, "cpu"),
+                     **(model_speed(spec, case, "cuda") if torch.cuda.is_available() else {})}
+              for name, spec in specs.items()}
+    runs = {n: json.loads((ROOT / "runs" / n / "run.json").read_text())
+            for n in specs if (ROOT / "runs" / n / "run.json").is_file()}
+    cases = json.loads(cases_json.read_text())
+    by_spec = {v: k for k, v in specs.items()}
+    for c in cases:
+        c["method"] = by_spec.get(c["method"], c["method"])
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, " + (
+        torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
+    text = render(cases, list(specs), speeds, runs, {
+        "command": "python " + " ".join(["benchmarks/compare.py", *(argv or sys.argv[1:])]),
+        "date": datetime.date.today().isoformat(), "machine": machine, "eval_s": eval_s,
+        "n_clips": len(manifest.read_text().splitlines()), "nulls": args.nulls,
+        "speed_clip": str(case[4]), "analysis_s_per_min": case[3]})
+    (ROOT / "runs" / "comparison.json").write_text(json.dumps(
+        {"speeds": speeds, "runs": runs, "papers": PAPERS}, indent=1, default=str))
+    write_section(ROOT / "docs" / "BENCHMARKS.md", text)
+    print(text)
+    return 0
+
+
+START, END = "<!-- comparison:start -->", "<!-- comparison:end -->"
+
+
+def write_section(doc: Path, text: str) -> None:
+    """Replace (or append) the comparison section of the benchmarks document, atomically."""
+    old = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n"
+    block = f"{START}\n{text.strip()}\n{END}"
+    if START in old and END in old:
+        new = old[:old.index(START)] + block + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    tmp = doc.with_name("." + doc.name + ".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    tmp.replace(doc)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
