@@ -76,7 +76,7 @@ def render(cases: list[dict], names: list[str], speeds: dict, runs: dict, info: 
     return f"""## Method comparison (issue 3)
 
 Command: `{info['command']}` — {info['date']}, {info['machine']}. Protocol: `avsync evaluate`'s
-shifted cases (audio padded/trimmed by k = −15..15 frames, search ±15) on the {info['n_clips']}
+shifted cases (audio padded/trimmed by k in {info['shifts']} frames, search ±15) on the {info['n_clips']}
 validation clips of `src/avsync/data/realclips_split.jsonl` (11 speakers never seen in training),
 the same cases for every method; whole-clip cases run the full `detect` path with {info['nulls']}
 null rolls per case (same for all). Accuracies in %; "—" = not applicable (a 10-frame model has no

@@ -32,6 +32,10 @@ from avsync.models.syncnet import EmbeddingModel
 
 OUTPUT_KINDS: tuple[str, ...] = ("embedding", "pair", "offsets", "regression")
 
+DEFAULT_STRIDE: dict[str, int] = {"embedding": 1, "pair": 2, "offsets": 1, "regression": 1}
+"""Window spacing (frames) when scoring a track: a pair model runs once per window AND shift
+(31x the work of the others), so it looks at every other window."""
+
 
 def _embed(fn: Any, windows: np.ndarray, kind: str | None, device: torch.device | str,
            batch_size: int) -> torch.Tensor:
@@ -272,12 +276,17 @@ class NeuralSyncMethod:
     _out_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", stride: int = 1,
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", stride: int | None = None,
                         name: str | None = None) -> NeuralSyncMethod:
-        """Load a checkpoint written by ``avsync.train.checkpoint.save_checkpoint``."""
+        """Load a checkpoint written by ``avsync.train.checkpoint.save_checkpoint``.
+
+        stride: window spacing in frames; default DEFAULT_STRIDE of the model's output kind.
+        """
         from avsync.train.checkpoint import load_checkpoint
 
         model, _, meta = load_checkpoint(path, device=device)
+        if stride is None:
+            stride = DEFAULT_STRIDE.get(getattr(model, "output", "embedding"), 1)
         return cls(model, name=name or meta["method"], stride=stride, device=device, meta=meta)
 
     @property

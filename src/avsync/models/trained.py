@@ -43,7 +43,7 @@ def _factory(name: str):
             raise AvsyncError(f"no trained weights are shipped for {name!r}; train them with "
                               f"`python benchmarks/train.py --method {name} ...` and pass the "
                               "checkpoint as --method PATH.safetensors")
-        return NeuralSyncMethod.from_checkpoint(path, name=name, stride=1)
+        return NeuralSyncMethod.from_checkpoint(path, name=name)
 
     return make
 

@@ -32,7 +32,7 @@ DEFAULT_LOSS: dict[str, str] = {"embedding": "pm", "pair": "bce", "offsets": "ce
 """The loss ``auto`` stands for, by model output kind (see ``avsync.models.scoring``)."""
 
 ALLOWED_LOSSES: dict[str, tuple[str, ...]] = {
-    "embedding": ("pm", "bce", "contrastive"), "pair": ("bce",), "offsets": ("ce",),
+    "embedding": ("pm", "bce", "contrastive"), "pair": ("bce", "pm"), "offsets": ("ce",),
     "regression": ("huber",)}
 
 
@@ -236,6 +236,8 @@ def task_loss(model: torch.nn.Module, raw: torch.nn.Module, batch: Batch, task: 
     group = b // n_a
     first = (torch.arange(group, device=dev) * task.group_stride).repeat(n_a)  # (B,) member start
     span = batch.span.repeat_interleave(group, 0)  # (B, L, mels)
+    if loss_name == "pm" and output == "pair":
+        return _pair_pm_loss(model, batch, task, span, first, rows, rpf)
     if loss_name == "pm":
         return _pm_loss(model, raw, batch, task, rows, rpf)
     if output == "offsets":
@@ -277,6 +279,29 @@ def task_loss(model: torch.nn.Module, raw: torch.nn.Module, batch: Batch, task: 
         per = y * d**2 + (1 - y) * F.relu(task.margin - d) ** 2
         acc = ((d < task.margin / 2).float() == y).float().mean()
     loss = _weighted(per, w)
+    return loss, {"loss": loss.item(), "acc": acc.item()}
+
+
+PAIR_PM_NEGATIVES: int = 7
+"""Shifted candidates (|k| > exclude_near) that compete with the positive in the pair "pm" loss."""
+
+
+def _pair_pm_loss(model: torch.nn.Module, batch: Batch, task: TaskConfig, span: torch.Tensor,
+                  first: torch.Tensor, rows: int, rpf: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """Perfect Match for a pair classifier: the in-sync pair's logit competes in a softmax with
+    PAIR_PM_NEGATIVES shifted pairs of the same window (the model is unchanged: one logit per
+    pair). BCE on single pairs sits at ln 2 for a long time; ranking the pairs does not."""
+    b, c, dev = batch.video.shape[0], task.max_shift, batch.span.device
+    far = torch.arange(-c, c + 1, device=dev)
+    far = far[far.abs() > task.exclude_near]
+    pick = torch.rand(b, len(far), device=dev).argsort(1)[:, :PAIR_PM_NEGATIVES]
+    k = torch.cat([torch.zeros(b, 1, dtype=torch.long, device=dev), far[pick]], 1)  # (B, 1 + N)
+    n = k.shape[1]
+    audio = _gather_rows(span.repeat_interleave(n, 0), (rpf * (first[:, None] + k + c)).reshape(-1), rows)
+    logits = model(batch.video.repeat_interleave(n, 0), audio).view(b, n)
+    target = torch.zeros(b, dtype=torch.long, device=dev)
+    loss = _weighted(F.cross_entropy(logits, target, reduction="none"), batch.weight)
+    acc = (logits.argmax(1) == 0).float().mean()
     return loss, {"loss": loss.item(), "acc": acc.item()}
 
 
