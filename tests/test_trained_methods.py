@@ -177,3 +177,23 @@ def test_window_scoring_recovers_the_planted_shift(output, late):
     scores = scorer.score(_coded_input(late), SHIFTS)
     assert int(SHIFTS[np.argmax(scores)]) == late
     assert scorer.confidence(_coded_input(late), SHIFTS) > 0
+
+
+def test_regression_validation_plants_offsets(cache):
+    """A constant-0 regressor must not look perfect: it is right only for planted |d| <= 1."""
+    from avsync.train.metrics import clip_offset_counts
+
+    class Constant(torch.nn.Module):
+        visual_kind, output = "flow", "regression"
+
+        def __init__(self):
+            super().__init__()
+            self.config = build_model("wlos", "debug").config
+
+        def forward(self, video, audio):
+            return torch.zeros(len(video))
+
+    model = Constant()
+    ds = SyncDataset(cache["val"], "flow", TaskConfig(), frames=10, audio_rows=40)
+    counts = clip_offset_counts(model, ds.clips[0], TaskConfig(), "cpu", max_windows=60)
+    assert counts["n"] > 0 and counts["correct"] / counts["n"] == pytest.approx(3 / 19)

@@ -27,15 +27,8 @@ import torch.distributed as dist
 from torch import nn
 
 from avsync.train.checkpoint import save_checkpoint
-from avsync.train.tasks import (
-    COUNT_KEYS,
-    SyncDataset,
-    TaskConfig,
-    augment,
-    clip_offset_counts,
-    offset_metrics,
-    task_loss,
-)
+from avsync.train.metrics import COUNT_KEYS, clip_offset_counts, offset_metrics
+from avsync.train.tasks import SyncDataset, TaskConfig, augment, task_loss
 
 CHANCE_ACC: float = 3 / 31
 """Offset accuracy (+-1 of 31 shifts) of a random guess."""
