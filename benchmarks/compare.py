@@ -36,8 +36,9 @@ RECIPES: dict[str, list[str]] = {
     "landmark_raw": ["--method", "landmark"],
     "c3": ["--method", "c3", "--loss", "pm", "--steps", "600", "--batch-size", "16", "--eval-windows", "40",
            "--eval-every", "250", "--patience", "3"],
-    "wlos": ["--method", "wlos", "--init-from", "runs/c3/model.safetensors", "--eval-windows", "200"],
-    "wlos_scratch": ["--method", "wlos"],
+    "wlos": ["--method", "wlos", "--init-from", "runs/c3/model.safetensors", "--steps", "1200",
+             "--eval-windows", "50", "--patience", "5"],
+    "wlos_scratch": ["--method", "wlos", "--steps", "1200", "--eval-windows", "50", "--patience", "5"],
     "simmatrix": ["--method", "simmatrix"],
     "vocalist": ["--method", "vocalist", "--loss", "pm", "--steps", "600", "--batch-size", "16",
                  "--eval-windows", "40", "--eval-every", "200", "--patience", "3"],
@@ -134,6 +135,9 @@ def model_speed(spec: str, case: tuple, device: str) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", action="store_true")
+    ap.add_argument("--train-only", action="store_true",
+                    help="stop after training (a GPU machine without PyAV/mediapipe: carry cache/train "
+                         "and cache/train_offsets.json there, bring runs/ back, evaluate here)")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "realclips")
@@ -144,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-args", default="", help="extra arguments for benchmarks/train.py")
     args = ap.parse_args(argv)
     names = [n for n in args.methods.split(",") if n]
-    if args.train:
+    if args.train or args.train_only:
         train_all(names, args.steps, args.device, args.train_args.split())
+    if args.train_only:
+        return 0
     from avsync.evaluation.protocol import evaluate
 
     manifest = val_manifest(args.clips, ROOT / "runs" / "val_clips.jsonl")

@@ -37,6 +37,17 @@ def _kept_summary(doc: Path) -> str:
     return text[start:end] if 0 <= start < end else ""
 
 
+def _kept_comparison(doc: Path) -> str:
+    """The method comparison section (written by benchmarks/compare.py), carried over as is."""
+    if not doc.is_file():
+        return ""
+    text = doc.read_text(encoding="utf-8")
+    start, end = "<!-- comparison:start -->", "<!-- comparison:end -->"
+    if start in text and end in text:
+        return "\n" + text[text.index(start):text.index(end) + len(end)] + "\n"
+    return ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", default="../shared/data/realclips")
@@ -58,6 +69,7 @@ def main() -> None:
     sh(long_cmd)
     long_speed = sh(long_speed_cmd)
     summary = _kept_summary(ROOT / "docs" / "BENCHMARKS.md")
+    comparison = _kept_comparison(ROOT / "docs" / "BENCHMARKS.md")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     doc = f"""# Benchmarks
 
@@ -97,7 +109,7 @@ decoder and downscaled to at most 640 px before landmarks (lips stay well above 
 MediaPipe landmarker runs in VIDEO (tracking) mode, which skips full face detection on most
 frames; every frame is landmarked (no stride: the correlation needs each frame's lip
 position); the scoring is vectorised over all 31 candidate offsets at once.
-"""
+{comparison}"""
     (ROOT / "docs").mkdir(exist_ok=True)
     tmp = ROOT / "docs" / ".BENCHMARKS.md.tmp"
     tmp.write_text(doc, encoding="utf-8")

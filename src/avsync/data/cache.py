@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +213,8 @@ def build_cache(clips: Sequence[Clip], out_dir: Path, workers: int = 1, progress
     with Progress(TextColumn("caching clips"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, disable=not progress, transient=True) as bar:
         task = bar.add_task("clips", total=len(clips))
-        pool = ProcessPoolExecutor(workers) if workers > 1 and len(clips) > 1 else None
+        spawn = get_context("spawn")  # fork after torch has started threads can deadlock
+        pool = ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 and len(clips) > 1 else None
         try:
             it = pool.map(_job, clips, [out_dir] * len(clips)) if pool else (
                 _job(c, out_dir) for c in clips)

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,8 @@ def evaluate(clips_spec: str | Path, methods: Sequence[str], shifts: Sequence[in
             for i, c in enumerate(clips)]
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("clips", total=len(jobs))
-        pool = ProcessPoolExecutor(workers) if workers > 1 else None
+        # spawn, not fork: a parent that already ran torch (threads) can deadlock forked children
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
         results = pool.map(_clip_job, jobs) if pool else map(_clip_job, jobs)
         for i, res in results:
             if isinstance(res, str):

@@ -32,9 +32,10 @@ from avsync.models.syncnet import EmbeddingModel
 
 OUTPUT_KINDS: tuple[str, ...] = ("embedding", "pair", "offsets", "regression")
 
-DEFAULT_STRIDE: dict[str, int] = {"embedding": 1, "pair": 2, "offsets": 1, "regression": 1}
+DEFAULT_STRIDE: dict[str, int] = {"embedding": 1, "pair": 4, "offsets": 1, "regression": 1}
 """Window spacing (frames) when scoring a track: a pair model runs once per window AND shift
-(31x the work of the others), so it looks at every other window."""
+(31x the work of the others), so it looks at every 4th window (5- and 10-frame windows still
+cover every frame)."""
 
 
 def _embed(fn: Any, windows: np.ndarray, kind: str | None, device: torch.device | str,
