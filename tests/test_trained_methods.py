@@ -99,7 +99,7 @@ def test_checkpoint_path_as_method_and_scoring(trained, cache):
     assert scores.shape == (31,) and np.isfinite(scores).all()
     # Cached outputs (warm scorer) equal a fresh scorer's on windows and null rolls.
     for derived in (ninp.window(10, 110), ninp.rolled(40)):
-        fresh = NeuralSyncMethod(scorer.model, name=method)
+        fresh = NeuralSyncMethod(scorer.model, name=method, stride=scorer.stride)
         np.testing.assert_allclose(scorer.score(derived, SHIFTS), fresh.score(derived, SHIFTS), atol=1e-5)
 
 

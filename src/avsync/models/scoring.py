@@ -48,6 +48,15 @@ def _embed(fn: Any, windows: np.ndarray, kind: str | None, device: torch.device 
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def _window_grid(model: torch.nn.Module, clip: PreparedClip, shifts_frames: np.ndarray, stride: int
+                 ) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """(frames, audio rows, rows per frame, shifts (K,), window starts (W,), NaN table (W, K))."""
+    frames, rows = model.config.frames, model.config.audio_rows
+    shifts = np.asarray(shifts_frames, np.int64)
+    starts = valid_window_starts(clip.valid, frames, stride)
+    return frames, rows, rows // frames, shifts, starts, np.full((len(starts), len(shifts)), np.nan)
+
+
 def clip_similarities(model: EmbeddingModel, clip: PreparedClip, shifts_frames: np.ndarray,
                       stride: int = 1, device: torch.device | str = "cpu", batch_size: int = 512,
                       audio_cache: dict[int, torch.Tensor] | None = None,
@@ -62,11 +71,7 @@ def clip_similarities(model: EmbeddingModel, clip: PreparedClip, shifts_frames: 
     runs in eval mode without gradients on ``device`` (it must already be there) and gets
     its mode back.
     """
-    frames, rows = model.config.frames, model.config.audio_rows
-    rpf = rows // frames
-    shifts = np.asarray(shifts_frames, np.int64)
-    starts = valid_window_starts(clip.valid, frames, stride)
-    sims = np.full((len(starts), len(shifts)), np.nan)
+    frames, rows, rpf, shifts, starts, sims = _window_grid(model, clip, shifts_frames, stride)
     if len(starts) == 0 or len(clip.audio) < rows:
         return starts, sims
     aq = clip.starts[starts][:, None] + rpf * shifts[None, :]
@@ -160,11 +165,7 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
     that share it.
     """
     cfg = model.config
-    frames, rows = cfg.frames, cfg.audio_rows
-    rpf = rows // frames
-    shifts = np.asarray(shifts_frames, np.int64)
-    starts = valid_window_starts(clip.valid, frames, stride)
-    scores = np.full((len(starts), len(shifts)), np.nan)
+    frames, rows, rpf, shifts, starts, scores = _window_grid(model, clip, shifts_frames, stride)
     if len(starts) == 0 or len(clip.audio) < rows:
         return starts, scores
     ids = np.arange(len(clip.valid)) if frame_ids is None else np.asarray(frame_ids, np.int64)
