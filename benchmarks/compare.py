@@ -8,6 +8,11 @@ used. Then every method (classical ones too) runs the shifted-case protocol of `
 evaluate`` on the validation clips of ``src/avsync/data/realclips_split.jsonl`` (speakers never
 seen in training), the model speed is timed, and the section between the comparison markers of
 docs/BENCHMARKS.md is rewritten (plus runs/comparison.json).
+
+Cost on 2 CPU cores: the embedding and matrix models take minutes; a pair classifier (c3,
+vocalist) runs once per window and shift and the flow models (c3, wlos) run a 3D CNN per
+window, so on the 60 s validation clip each of them takes tens of minutes; the 2026-11-23 table
+left them out (`--methods`) because their training validation was at chance anyway.
 """
 
 from __future__ import annotations

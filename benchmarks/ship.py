@@ -1,8 +1,8 @@
 """Copy trained checkpoints into the package (src/avsync/weights/) with a model card each.
 
-    python benchmarks/ship.py syncnet landmark c3 wlos simmatrix vocalist
+    python benchmarks/ship.py syncnet landmark=landmark_raw simmatrix
 
-For each NAME: runs/NAME/model.safetensors -> src/avsync/weights/NAME.safetensors, and
+For each NAME (or NAME=RUN): runs/RUN/model.safetensors -> src/avsync/weights/NAME.safetensors, and
 src/avsync/weights/NAME.md from runs/NAME/run.json (data, recipe, validation metrics during
 training) and the comparison table's row in runs/comparison.json / docs/BENCHMARKS.md.
 """
@@ -61,11 +61,13 @@ def main(names: list[str]) -> int:
     header = next((ln for ln in doc.splitlines() if ln.startswith("| method | params")), "")
     out_dir = ROOT / "src" / "avsync" / "weights"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        src = ROOT / "runs" / name / "model.safetensors"
-        run = json.loads((ROOT / "runs" / name / "run.json").read_text())
+    for spec in names:
+        name, _, run_name = spec.partition("=")
+        run_name = run_name or name
+        src = ROOT / "runs" / run_name / "model.safetensors"
+        run = json.loads((ROOT / "runs" / run_name / "run.json").read_text())
         meta = read_metadata(src)
-        row = next((ln for ln in doc.splitlines() if ln.startswith(f"| {name} |")), "(not in the table)")
+        row = next((ln for ln in doc.splitlines() if ln.startswith(f"| {run_name} |")), "(not in the table)")
         table = f"{header}\n|{'---|' * (header.count('|') - 1)}\n{row}" if header else row
         shutil.copyfile(src, out_dir / f"{name}.safetensors")
         (out_dir / f"{name}.md").write_text(card(name, run, meta, table), encoding="utf-8")
