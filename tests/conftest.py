@@ -56,3 +56,15 @@ def realclip(realclips: Path):
         return p
 
     return get
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for small ops on a shared 2-core machine (as fast, never spins);
+    the previous count is restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -174,15 +174,6 @@ def _synthetic(gen: torch.Generator, b: int, frames: int, max_shift: int, shifts
     return video, span
 
 
-@pytest.fixture
-def one_thread():
-    """Small ops on a shared 2-core machine: one intra-op thread is as fast and never spins."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_simmatrix_learns_synthetic_offsets(one_thread):
     torch.manual_seed(4)
     gen = torch.Generator().manual_seed(4)

@@ -201,15 +201,6 @@ def _synthetic(n: int, shifts: torch.Tensor, g: torch.Generator
     return video, audio, d
 
 
-@pytest.fixture
-def one_thread():
-    """Single-threaded torch: steadier timing on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_wlos_learns_offsets(one_thread) -> None:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)

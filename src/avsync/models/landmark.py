@@ -20,12 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from avsync.models.syncnet import (
-    AUDIO_ROWS,
     FRAMES,
-    N_MELS,
     AudioTower,
+    EmbeddingConfig,
     EmbeddingModel,
-    PresetMixin,
 )
 
 N_LIP_POINTS: int = 40
@@ -91,7 +89,7 @@ class LipSequenceTower(nn.Module):
 
 
 @dataclass(frozen=True)
-class LandmarkSyncConfig(PresetMixin):
+class LandmarkSyncConfig(EmbeddingConfig):
     """Sizes of the landmark model. ``debug()`` is tiny (tests), ``small()`` for real data.
 
     hidden / layers: width and depth of the temporal conv net; audio_channels: the audio
@@ -101,16 +99,7 @@ class LandmarkSyncConfig(PresetMixin):
 
     hidden: int = 96
     layers: int = 3
-    audio_channels: tuple[int, ...] = (16, 32, 64, 96)
-    embed_dim: int = 64
-    frames: int = FRAMES
-    audio_rows: int = AUDIO_ROWS
-    n_mels: int = N_MELS
     n_features: int = FRAME_FEATURES
-    norm: str = "batch"
-    dropout: float = 0.1
-    temperature: float = 0.07
-    learn_temperature: bool = True
 
     @classmethod
     def debug(cls) -> LandmarkSyncConfig:

@@ -111,7 +111,24 @@ class PresetMixin:
 
 
 @dataclass(frozen=True)
-class SyncNetConfig(PresetMixin):
+class EmbeddingConfig(PresetMixin):
+    """Fields every embedding model shares: the audio tower (``audio_channels``), the window
+    (``frames``, ``audio_rows``, ``n_mels``), embed_dim D, norm, dropout, and the Perfect-Match
+    softmax temperature (cosine / temperature, learned when ``learn_temperature``)."""
+
+    audio_channels: tuple[int, ...] = (16, 32, 64, 96)
+    embed_dim: int = 64
+    frames: int = FRAMES
+    audio_rows: int = AUDIO_ROWS
+    n_mels: int = N_MELS
+    norm: str = "batch"
+    dropout: float = 0.1
+    temperature: float = 0.07
+    learn_temperature: bool = True
+
+
+@dataclass(frozen=True)
+class SyncNetConfig(EmbeddingConfig):
     """Sizes of a SyncNet. ``debug()`` is tiny (tests), ``small()`` fits a few hours of data.
 
     video_channels / audio_channels: output channels of each stride-2 conv block.
@@ -121,16 +138,7 @@ class SyncNetConfig(PresetMixin):
     """
 
     video_channels: tuple[int, ...] = (24, 48, 64, 96)
-    audio_channels: tuple[int, ...] = (16, 32, 64, 96)
-    embed_dim: int = 64
-    frames: int = FRAMES
-    audio_rows: int = AUDIO_ROWS
-    n_mels: int = N_MELS
     mouth_size: int = MOUTH_SIZE
-    norm: str = "batch"
-    dropout: float = 0.1
-    temperature: float = 0.07
-    learn_temperature: bool = True
 
     @classmethod
     def debug(cls) -> SyncNetConfig:
