@@ -197,3 +197,10 @@ def test_regression_validation_plants_offsets(cache):
     ds = SyncDataset(cache["val"], "flow", TaskConfig(), frames=10, audio_rows=40)
     counts = clip_offset_counts(model, ds.clips[0], TaskConfig(), "cpu", max_windows=60)
     assert counts["n"] > 0 and counts["correct"] / counts["n"] == pytest.approx(3 / 19)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(AvsyncError, match="not a readable safetensors checkpoint"):
+        create_model(str(bad))

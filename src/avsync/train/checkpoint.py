@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -106,8 +106,11 @@ def save_checkpoint(path: str | Path, model: nn.Module, metrics: dict[str, Any] 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The checkpoint's metadata with the JSON fields parsed (config stays a dict)."""
-    with safe_open(str(path), framework="pt") as f:
-        raw = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise AvsyncError(f"{path}: not a readable safetensors checkpoint ({exc})") from exc
     if raw.get("format") != FORMAT:
         raise AvsyncError(f"{path}: not an avsync neural checkpoint (format {raw.get('format')!r})")
     meta: dict[str, Any] = dict(raw)
