@@ -192,15 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-START, END = "<!-- comparison:start -->", "<!-- comparison:end -->"
-
-
-def write_section(doc: Path, text: str) -> None:
-    """Replace (or append) the comparison section of the benchmarks document, atomically."""
+def write_section(doc: Path, text: str, name: str = "comparison") -> None:
+    """Replace (or append) the section ``<!-- NAME:start -->`` .. ``<!-- NAME:end -->`` of the
+    benchmarks document, atomically."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     old = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n"
-    block = f"{START}\n{text.strip()}\n{END}"
-    if START in old and END in old:
-        new = old[:old.index(START)] + block + old[old.index(END) + len(END):]
+    block = f"{start}\n{text.strip()}\n{end}"
+    if start in old and end in old:
+        new = old[:old.index(start)] + block + old[old.index(end) + len(end):]
     else:
         new = old.rstrip() + "\n\n" + block + "\n"
     tmp = doc.with_name("." + doc.name + ".tmp")

@@ -6,6 +6,7 @@ dubbed or wrongly-muxed file presents). Prints a markdown table: AUC, and for se
 the share of matched clips called reliable and of mismatched clips wrongly called reliable.
 
     python benchmarks/confidence.py [--clips ../shared/data/realclips] [--method avcorr]
+        [--split val]   # only the held-out speakers of the realclips split (for trained methods)
 """
 
 from __future__ import annotations
@@ -29,13 +30,27 @@ from avsync.models.registry import create_model
 THRESHOLDS = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)
 
 
-def run(clips_spec: Path, method: str, cache: Path) -> str:
-    clips = load_clips(clips_spec)
+def held_out(clips: list, split: str) -> list:
+    """The clips of ``split`` ("all", or "val"/"train" of the realclips split file)."""
+    if split == "all":
+        return clips
+    from avsync.data.splits import REALCLIPS_SPLIT, read_split
+
+    train, val = read_split(REALCLIPS_SPLIT)
+    keep = {c.path.as_posix() for c in (val if split == "val" else train)}
+    return [c for c in clips if any(c.path.as_posix().endswith("/" + k) for k in keep)]
+
+
+def run(clips_spec: Path, method: str, cache: Path, split: str = "all") -> str:
+    from avsync.models.registry import needs_neural
+
+    clips = held_out(load_clips(clips_spec), split)
     model = create_model(method)
+    crops = needs_neural(model)
     analyses, audios = [], []
     for c in clips:
         try:
-            a = cached_analysis(c.path, cache)
+            a = cached_analysis(c.path, cache, keep_crops=crops)
         except Exception as exc:  # noqa: BLE001
             print(f"skip {c.path}: {exc}", file=sys.stderr)
             continue
@@ -56,7 +71,7 @@ def run(clips_spec: Path, method: str, cache: Path) -> str:
         feats = audio_features(other.samples, audios[i].start_s)
         mismatched.append(synchronise(a, feats, a.fps, model, drift=False)[1].confidence)
     m, mm = np.array(matched), np.array(mismatched)
-    lines = [f"Method `{method}`, {n} real clips, matched = own audio, mismatched = audio of "
+    lines = [f"Method `{method}`, {n} real clips ({split}), matched = own audio, mismatched = audio of "
              f"another speaker's clip. {platform.machine()}, Python {platform.python_version()}, "
              f"{datetime.date.today().isoformat()}.", "",
              f"AUC (matched vs mismatched): **{auc(m, mm):.3f}**; median confidence matched "
@@ -101,10 +116,12 @@ def main() -> None:
     ap.add_argument("--clips", type=Path, default=Path("../shared/data/realclips"))
     ap.add_argument("--method", default="avcorr")
     ap.add_argument("--cache", type=Path, default=Path("cache/eval"))
+    ap.add_argument("--split", choices=("all", "val", "train"), default="all",
+                    help="val: only the held-out speakers of the realclips split")
     ap.add_argument("--cases", type=Path, default=Path("cache/eval_cases.json"),
                     help="per-case JSON of an `avsync evaluate --json` run (optional)")
     args = ap.parse_args()
-    print(run(args.clips, args.method, args.cache) + cases_section(args.cases, args.method))
+    print(run(args.clips, args.method, args.cache, args.split) + cases_section(args.cases, args.method))
 
 
 if __name__ == "__main__":

@@ -37,12 +37,13 @@ def _kept_summary(doc: Path) -> str:
     return text[start:end] if 0 <= start < end else ""
 
 
-def _kept_comparison(doc: Path) -> str:
-    """The method comparison section (written by benchmarks/compare.py), carried over as is."""
+def _kept_section(doc: Path, name: str) -> str:
+    """A section written by another script (``comparison``: benchmarks/compare.py,
+    ``generation``: benchmarks/generation.py), carried over as is."""
     if not doc.is_file():
         return ""
     text = doc.read_text(encoding="utf-8")
-    start, end = "<!-- comparison:start -->", "<!-- comparison:end -->"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start in text and end in text:
         return "\n" + text[text.index(start):text.index(end) + len(end)] + "\n"
     return ""
@@ -69,7 +70,8 @@ def main() -> None:
     sh(long_cmd)
     long_speed = sh(long_speed_cmd)
     summary = _kept_summary(ROOT / "docs" / "BENCHMARKS.md")
-    comparison = _kept_comparison(ROOT / "docs" / "BENCHMARKS.md")
+    doc_path = ROOT / "docs" / "BENCHMARKS.md"
+    comparison = "".join(_kept_section(doc_path, n) for n in ("comparison", "generation"))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     doc = f"""# Benchmarks
 

@@ -1,4 +1,6 @@
-"""Command line: ``avsync detect | fix | evaluate | models | prepare``. Thin wrappers over the library.
+"""Command line: ``avsync detect | fix | evaluate | models | prepare | generate | metrics | train``.
+
+Thin wrappers over the library (the generation commands live in avsync.cli_gen).
 
 Every user-facing failure is one line on stderr and a non-zero exit, never a traceback.
 """
@@ -191,11 +193,15 @@ def prepare(
                                          "(default: OUT/manifest.jsonl)."),
     limit: int = typer.Option(0, min=0, help="At most N clips (0: all); with --layout, spread "
                               "over the splits."),
+    kind: str = typer.Option("sync", "--for", metavar="[sync|generation]",
+                             help="sync: data of the sync methods; generation: adds 64x64 RGB "
+                             "mouth crops and their lip points (the lip generator)."),
 ) -> None:
     """Preprocess clips once into a compact training cache (mouth crops, lips, log-mel)."""
     import time
 
     from avsync.data import build_cache
+    from avsync.data.cache import KINDS
     from avsync.data.corpora import LAYOUTS, corpus_summary, scan_corpus, write_manifest
     from avsync.evaluation.clips import load_clips
 
@@ -203,6 +209,8 @@ def prepare(
     layout = layout.lower()
     if layout not in (*LAYOUTS, "none"):
         _fail(f"--layout must be one of {', '.join((*LAYOUTS, 'none'))}, got {layout!r}")
+    if kind not in KINDS:
+        _fail(f"--for must be one of {', '.join(KINDS)}, got {kind!r}")
     if layout == "none" and manifest is not None:
         _fail("--manifest needs --layout (it is the manifest of a scanned corpus)")
     try:
@@ -218,7 +226,8 @@ def prepare(
         if not clip_list:
             _fail(f"{clips}: no clips found" + (" in the train/val/pretrain splits" if layout != "none"
                                                 else ""))
-        paths = build_cache(clip_list, out, workers=workers, progress=progress and err.is_terminal)
+        paths = build_cache(clip_list, out, workers=workers, progress=progress and err.is_terminal,
+                            kind=kind)
     except AvsyncError as exc:
         _fail(_one_sentence(exc))
     except OSError as exc:
@@ -228,6 +237,17 @@ def prepare(
           f"skipped); {size / 2**20:.1f} MiB; {time.perf_counter() - t0:.0f} s")
     if not paths:
         raise typer.Exit(1)
+
+
+def _register_generation() -> None:
+    from avsync.cli_gen import generate, metrics, train_app
+
+    app.command()(generate)
+    app.command()(metrics)
+    app.add_typer(train_app, name="train")
+
+
+_register_generation()
 
 
 def main() -> None:

@@ -132,10 +132,11 @@ def _timed(frames: Iterator, clock: dict) -> Iterator:
 def analyse_video(path: str | Path, max_faces: int = 4,
                   on_frame: Callable[[int], None] | None = None,
                   clock: dict | None = None, face_backend: str = "mediapipe",
-                  keep_crops: bool = False) -> VisualAnalysis:
+                  keep_crops: bool = False, rgb_crop_size: int = 0) -> VisualAnalysis:
     """Decode + landmarks + tracks (the expensive, method-independent part).
 
-    keep_crops: also keep per-frame mouth crops and lip points in the tracks (training data).
+    keep_crops: also keep per-frame mouth crops and lip points in the tracks (training data);
+    rgb_crop_size: with keep_crops, also RGB mouth crops of that side (generation data).
     """
     clock = clock if clock is not None else {"decode": 0.0}
     clock.setdefault("decode", 0.0)
@@ -143,7 +144,8 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     landmarker = create_landmarker(face_backend, max_faces=max_faces)
     try:
         frames = _timed(iter(iter_video_frames(path, max_side=ANALYSIS_MAX_SIDE)), clock)
-        analysis = analyse_frames(frames, landmarker, on_frame, keep_crops=keep_crops)
+        analysis = analyse_frames(frames, landmarker, on_frame, keep_crops=keep_crops,
+                                  rgb_crop_size=rgb_crop_size)
     finally:
         landmarker.close()
     clock["face"] = time.perf_counter() - t0 - clock["decode"]

@@ -60,11 +60,11 @@ class ClipSkipped(AvsyncError):
     """The clip cannot give training data (no long-enough face track, no audio, ...)."""
 
 
-def cache_name(path: str | Path) -> str:
-    """``<stem>-<key>`` for a clip: key = sha1(resolved path | size | mtime | CACHE_VERSION)[:16]."""
+def cache_name(path: str | Path, version: str = CACHE_VERSION) -> str:
+    """``<stem>-<key>`` for a clip: key = sha1(resolved path | size | mtime | version)[:16]."""
     p = Path(path)
     st = p.stat()
-    ident = f"{p.resolve().as_posix()}|{st.st_size}|{int(st.st_mtime)}|{CACHE_VERSION}"
+    ident = f"{p.resolve().as_posix()}|{st.st_size}|{int(st.st_mtime)}|{version}"
     stem = "".join(c if c.isalnum() or c in "-_+." else "_" for c in p.stem[:40])
     return f"{stem}-{hashlib.sha1(ident.encode()).hexdigest()[:16]}"
 
@@ -104,8 +104,11 @@ def _choose_track(analysis, audio, fps: float):
     return max(candidates, key=lambda t: (t.n_frames, -t.track_id))
 
 
-def _clip_arrays(clip: Clip) -> dict[str, np.ndarray]:
-    """Analyse one clip (video + audio) into the arrays of its cache file."""
+def _clip_arrays(clip: Clip, rgb_crop_size: int = 0) -> dict[str, np.ndarray]:
+    """Analyse one clip (video + audio) into the arrays of its cache file.
+
+    rgb_crop_size > 0 adds ``rgb`` (T, S, S, 3) uint8 RGB mouth crops and ``lips_px`` (T, 40, 2)
+    float16 lip points in crop pixels (the generation cache, :mod:`avsync.data.gencache`)."""
     from avsync.errors import NoFaceError, SilentAudioError
     from avsync.face.landmarks import BLENDSHAPE_NAMES
     from avsync.face.mouth import SIGNAL_NAMES
@@ -122,7 +125,7 @@ def _clip_arrays(clip: Clip) -> dict[str, np.ndarray]:
         audio = analyse_audio(clip.path)
     except SilentAudioError as exc:
         raise ClipSkipped("the audio track is silent") from exc
-    analysis = analyse_video(clip.path, keep_crops=True)
+    analysis = analyse_video(clip.path, keep_crops=True, rgb_crop_size=rgb_crop_size)
     fps = info.fps if info.fps and info.fps > 0 else _fps_from_times(analysis.frame_times_s)
     try:
         track = _choose_track(analysis, audio, fps)
@@ -131,7 +134,9 @@ def _clip_arrays(clip: Clip) -> dict[str, np.ndarray]:
     samples = load_audio(clip.path)  # decoded again: AudioFeatures keeps no samples
     signals = track.signal_matrix()
     b0 = SIGNAL_NAMES.index(BLENDSHAPE_NAMES[0])
-    return {
+    extra = {"rgb": np.stack(track.rgb).astype(np.uint8),
+             "lips_px": np.stack(track.lips_px).astype(np.float16)} if rgb_crop_size else {}
+    return {**extra,
         "fps": np.float64(fps),
         "frame_times_s": np.asarray(track.time_s, np.float64),
         "mouth": np.stack(track.mouth).astype(np.uint8),
@@ -147,7 +152,12 @@ def _clip_arrays(clip: Clip) -> dict[str, np.ndarray]:
     }
 
 
-def build_clip_cache(clip: Clip, out_dir: Path) -> Path:
+KINDS: dict[str, tuple[str, int]] = {"sync": (CACHE_VERSION, 0), "generation": ("gen-v1", 64)}
+"""Cache kind -> (version in the file key, RGB crop side): ``sync`` is the training cache of the
+sync methods; ``generation`` adds 64x64 RGB mouth crops and their lip points (lip generator)."""
+
+
+def build_clip_cache(clip: Clip, out_dir: Path, kind: str = "sync") -> Path:
     """Cache one clip in ``out_dir`` (created if missing); returns the ``.npz`` path.
 
     Returns at once when the file exists. Raises ClipSkipped (with a one-line reason) when the
@@ -157,7 +167,10 @@ def build_clip_cache(clip: Clip, out_dir: Path) -> Path:
     from avsync.io import atomic_output
 
     out_dir = Path(out_dir)
-    name = cache_name(clip.path)
+    if kind not in KINDS:
+        raise AvsyncError(f"unknown cache kind {kind!r}; known: {', '.join(KINDS)}")
+    version, rgb_size = KINDS[kind]
+    name = cache_name(clip.path, version)
     out = out_dir / f"{name}.npz"
     marker = out_dir / f"{name}{SKIP_SUFFIX}"
     if out.is_file():
@@ -166,7 +179,7 @@ def build_clip_cache(clip: Clip, out_dir: Path) -> Path:
         raise ClipSkipped(marker.read_text(encoding="utf-8").strip() or "skipped before")
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        arrays = _clip_arrays(clip)
+        arrays = _clip_arrays(clip, rgb_size)
     except ClipSkipped as exc:
         with atomic_output(marker, overwrite=True) as tmp:
             tmp.write_text(f"{exc}\n", encoding="utf-8")
@@ -177,10 +190,10 @@ def build_clip_cache(clip: Clip, out_dir: Path) -> Path:
     return out
 
 
-def _job(clip: Clip, out_dir: Path) -> tuple[Path | None, str]:
+def _job(clip: Clip, out_dir: Path, kind: str = "sync") -> tuple[Path | None, str]:
     """(cache path, "") or (None, one-line reason); never raises (one bad clip must not stop all)."""
     try:
-        return build_clip_cache(clip, out_dir), ""
+        return build_clip_cache(clip, out_dir, kind), ""
     except AvsyncError as exc:
         return None, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     except Exception as exc:  # noqa: BLE001
@@ -188,12 +201,12 @@ def _job(clip: Clip, out_dir: Path) -> tuple[Path | None, str]:
 
 
 def build_cache(clips: Sequence[Clip], out_dir: Path, workers: int = 1, progress: bool = True,
-                on_skip: Callable[[Clip, str], None] | None = None) -> list[Path]:
+                on_skip: Callable[[Clip, str], None] | None = None, kind: str = "sync") -> list[Path]:
     """Cache every clip (see :func:`build_clip_cache`); returns the cache files, in clip order.
 
     Skipped or failing clips are left out, each reported by ``on_skip(clip, reason)``; by
     default as one ``warning: PATH: reason`` line on stderr. ``workers`` > 1 analyses clips in
-    that many processes. ``progress`` shows a progress bar on stderr.
+    that many processes. ``progress`` shows a progress bar on stderr. ``kind``: a KINDS key.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -216,8 +229,8 @@ def build_cache(clips: Sequence[Clip], out_dir: Path, workers: int = 1, progress
         spawn = get_context("spawn")  # fork after torch has started threads can deadlock
         pool = ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 and len(clips) > 1 else None
         try:
-            it = pool.map(_job, clips, [out_dir] * len(clips)) if pool else (
-                _job(c, out_dir) for c in clips)
+            it = pool.map(_job, clips, [out_dir] * len(clips), [kind] * len(clips)) if pool else (
+                _job(c, out_dir, kind) for c in clips)
             for clip, res in zip(clips, it, strict=True):
                 results.append(res)
                 if res[0] is None:

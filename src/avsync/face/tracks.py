@@ -3,7 +3,8 @@
 Everything streams: per frame we keep only a few floats per face, so memory grows by ~100 bytes
 per frame and face, never by image size. With ``keep_crops=True`` (opt-in, for building training
 data) each frame also keeps a 48x48 grey mouth crop and 40 normalised lip points: about 2.5 KB per
-frame and face.
+frame and face. ``rgb_crop_size=S`` (for the generation data) also keeps an S x S RGB mouth crop and
+the lip points in that crop's pixel coordinates.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from avsync.face.mouth import (
     SIGNAL_NAMES,
     flow_signals,
     frame_signals,
+    mouth_affine,
     mouth_crop,
     scheme_for,
 )
@@ -59,6 +61,17 @@ def lip_points(landmarks: np.ndarray) -> np.ndarray:
     return ((pts - centre) / iod).astype(np.float16)
 
 
+def lip_points_in_crop(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """The 20 inner + 20 outer lip points in the pixels of the ``size`` x ``size`` aligned mouth
+    crop (:func:`mouth_crop` framing): (N_LIP_POINTS, 2) float32; NaN for the iBUG layout."""
+    s = scheme_for(landmarks)
+    if s is IBUG_68:
+        return np.full((N_LIP_POINTS, 2), np.nan, np.float32)
+    m = mouth_affine(landmarks, size, size)
+    pts = np.asarray(landmarks, np.float64)[list(s.inner_lip) + list(s.outer_lip)]
+    return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
 @dataclass
 class Track:
     """One face followed through one shot.
@@ -71,6 +84,9 @@ class Track:
     (KEPT_CROP_SIZE, KEPT_CROP_SIZE) uint8 grey aligned mouth crops (a gap frame repeats the
     previous crop); lips: (T,) of (N_LIP_POINTS, 2) float16 (see :func:`lip_points`; NaN in gap
     frames); valid: (T,) bool, False for gap frames (face not detected, values filled in).
+    With ``rgb_crop_size=S`` also rgb: (T,) of (S, S, 3) uint8 RGB aligned mouth crops (same framing
+    as ``mouth``) and lips_px: (T,) of (N_LIP_POINTS, 2) float32 lip points in that crop's pixels
+    (NaN in gap frames).
     """
 
     track_id: int
@@ -84,6 +100,8 @@ class Track:
     mouth: list[np.ndarray] = field(default_factory=list)
     lips: list[np.ndarray] = field(default_factory=list)
     valid: list[bool] = field(default_factory=list)
+    rgb: list[np.ndarray] = field(default_factory=list)
+    lips_px: list[np.ndarray] = field(default_factory=list)
 
     @property
     def n_frames(self) -> int:
@@ -139,11 +157,13 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 class Tracker:
     """Greedy IoU association of per-frame detections into tracks, split at shot cuts.
 
-    keep_crops: also keep per-frame mouth crops, lip points and validity in each Track.
+    keep_crops: also keep per-frame mouth crops, lip points and validity in each Track;
+    rgb_crop_size: with keep_crops, also RGB crops of that side and lip points in their pixels.
     """
 
-    def __init__(self, keep_crops: bool = False) -> None:
+    def __init__(self, keep_crops: bool = False, rgb_crop_size: int = 0) -> None:
         self.keep_crops = keep_crops
+        self.rgb_crop_size = rgb_crop_size if keep_crops else 0
         self.finished: list[Track] = []
         self.active: list[Track] = []
         self.shot = 0
@@ -192,6 +212,9 @@ class Tracker:
                     track.mouth.append(track.mouth[-1])
                     track.lips.append(np.full((N_LIP_POINTS, 2), np.nan, np.float16))
                     track.valid.append(False)
+                    if self.rgb_crop_size:
+                        track.rgb.append(track.rgb[-1])
+                        track.lips_px.append(np.full((N_LIP_POINTS, 2), np.nan, np.float32))
             track.prev_crop = track.prev_crop if index - track.last_seen == 1 else None
         crop = mouth_crop(image, face.landmarks)
         flow = flow_signals(track.prev_crop, crop)
@@ -205,6 +228,10 @@ class Tracker:
             track.mouth.append(mouth_crop(image, face.landmarks, KEPT_CROP_SIZE, KEPT_CROP_SIZE))
             track.lips.append(lip_points(face.landmarks))
             track.valid.append(True)
+            if self.rgb_crop_size:
+                track.rgb.append(mouth_crop(image, face.landmarks, self.rgb_crop_size,
+                                            self.rgb_crop_size, grey=False))
+                track.lips_px.append(lip_points_in_crop(face.landmarks, self.rgb_crop_size))
 
     def close(self) -> list[Track]:
         self.finished.extend(self.active)
@@ -216,12 +243,13 @@ class Tracker:
 
 def analyse_frames(frames: Iterable, landmarker: LandmarkBackend,
                    on_frame: Callable[[int], None] | None = None,
-                   keep_crops: bool = False) -> VisualAnalysis:
+                   keep_crops: bool = False, rgb_crop_size: int = 0) -> VisualAnalysis:
     """Run landmarks + tracking over frames (objects with ``index``, ``time_s``, ``image``).
 
-    keep_crops: also store per-frame mouth crops and lip points in the tracks (see Track).
+    keep_crops: also store per-frame mouth crops and lip points in the tracks (see Track);
+    rgb_crop_size: with keep_crops, also RGB crops of that side (see Track).
     """
-    tracker = Tracker(keep_crops=keep_crops)
+    tracker = Tracker(keep_crops=keep_crops, rgb_crop_size=rgb_crop_size)
     prev_hist = None
     times: list[float] = []
     cuts: list[int] = []

@@ -1,0 +1,156 @@
+"""Command line of the lip generator: ``avsync generate``, ``avsync metrics``, ``avsync train generator``.
+
+Thin wrappers over avsync.generation, avsync.evaluation.video_metrics and
+avsync.train.gen_pipeline; every failure is one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from avsync.errors import AvsyncError
+
+err = Console(stderr=True)
+train_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Train models (sync methods: benchmarks/train.py; the lip generator: here).",
+)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def generate(
+    audio: Path = typer.Option(..., help="Speech: any audio or video file FFmpeg reads."),
+    image: Path = typer.Option(..., help="A face photo (the mouth is found and cropped) or a lip crop."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output .mp4 (25 fps lip video with the speech)."),
+    checkpoint: Path | None = typer.Option(None, help="Generator checkpoint (default: the shipped one)."),
+    size: int = typer.Option(64, min=16, max=1024, help="Output side in pixels (generated at 64)."),
+    overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
+    progress: bool = typer.Option(True, help="Progress bar on stderr."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Generate lip movements of the image's identity saying the audio (Chen et al. 2018)."""
+    from avsync.generation import generate as run_generate
+
+    bar = Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("windows"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not (progress and err.is_terminal),
+        transient=True,
+    )
+    try:
+        with bar:
+            task = bar.add_task("windows", total=None)
+            summary = run_generate(
+                audio,
+                image,
+                out,
+                checkpoint=checkpoint,
+                overwrite=overwrite,
+                size=size,
+                on_window=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except AvsyncError as exc:
+        _fail(_line(exc))
+    except Exception as exc:  # noqa: BLE001
+        _fail(f"unexpected failure ({type(exc).__name__}: {_line(exc)})")
+    if json_out:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"wrote {summary['path']}: {summary['frames']} frames at {summary['fps']:g} fps "
+            f"({summary['duration_s']:.2f} s), identity from the {summary['identity']}"
+        )
+
+
+def metrics(
+    video: Path = typer.Argument(..., help="The (generated) face or lip video to score."),
+    reference: Path | None = typer.Option(None, help="The real video it should match (LMD, SSIM, PSNR)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object."),
+) -> None:
+    """Lip-generation metrics: CPBD, sync (LSE-D/LSE-C by our SyncNet); with --reference LMD, SSIM, PSNR."""
+    from avsync.evaluation.video_metrics import video_metrics
+
+    try:
+        result = video_metrics(video, reference)
+    except AvsyncError as exc:
+        _fail(_line(exc))
+    except Exception as exc:  # noqa: BLE001
+        _fail(f"unexpected failure ({type(exc).__name__}: {_line(exc)})")
+    if json_out:
+        print(json.dumps(result))
+        return
+    lines = [
+        f"{video}: {result['frames']} frames at {result['fps']:g} fps ({result['source']})",
+        f"  CPBD {result['cpbd']:.3f}   LSE-D {result['lse_d']:.3f}   LSE-C {result['lse_c']:.3f}   "
+        f"sync offset {result['sync_offset_frames']:+d} frames (> 0: audio late)",
+    ]
+    if reference is not None:
+        lmd_text = "n/a" if result["lmd"] is None else f"{result['lmd']:.2f} px"
+        psnr_text = "inf (identical)" if result["psnr"] is None else f"{result['psnr']:.2f} dB"
+        lines.append(
+            f"  vs {reference} ({result['compared_frames']} frames): LMD {lmd_text}   "
+            f"SSIM {result['ssim']:.3f}   PSNR {psnr_text}"
+        )
+    print("\n".join(lines))
+
+
+@train_app.command("generator")
+def train_generator(
+    cache: Path = typer.Option(
+        Path("cache/gen"), help="Generation cache ('avsync prepare --for generation')."
+    ),
+    out: Path = typer.Option(Path("runs/gen"), help="Folder for checkpoints, curves and run.json."),
+    preset: str = typer.Option("small", help="small (the shipped recipe) or debug (tiny, for tests)."),
+    split: Path | None = typer.Option(None, help="Speaker split file (default: the realclips split)."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    generator_steps: int | None = typer.Option(None, min=0, help="Steps of the full-loss generator."),
+    rec_steps: int | None = typer.Option(
+        None, min=0, help="Steps of the reconstruction-only baseline (0: skip)."
+    ),
+) -> None:
+    """Train the lip generator and its critics (flow, landmarks, correlation, autoencoder)."""
+    from dataclasses import replace
+
+    import torch
+
+    from avsync.train.gen_pipeline import GenRecipe, train_all
+
+    if preset not in ("small", "debug"):
+        _fail(f"--preset must be small or debug, got {preset!r}")
+    recipe = GenRecipe.debug() if preset == "debug" else GenRecipe()
+    if generator_steps is not None:
+        recipe = replace(recipe, generator_steps=generator_steps)
+    if rec_steps is not None:
+        recipe = replace(recipe, rec_steps=rec_steps)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if out.exists() and not out.is_dir():
+        _fail(f"{out}: exists and is not a folder")
+    try:
+        kw = {"split": split} if split is not None else {}
+        summary = train_all(
+            cache, out, recipe, device=device, log=lambda m: print(m, file=sys.stderr, flush=True), **kw
+        )
+    except AvsyncError as exc:
+        _fail(_line(exc))
+    print(json.dumps(summary, default=str))
