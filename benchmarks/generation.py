@@ -70,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", default="runs/gen")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--limit", type=int, default=0, help="only the first N val clips")
+    ap.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=CHECKPOINT",
+        help="another generator row (an ablation), e.g. 'plain decoder=runs/gen/generator.safetensors'",
+    )
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
     ap.add_argument(
         "--ship",
@@ -90,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         "reconstruction loss only (ours)": generator_maker(rec["generator"]),
         "full model (ours)": generator_maker(full["generator"]),
     }
+    for spec in args.also:
+        name, _, path = spec.partition("=")
+        makers[name] = generator_maker(load_bundle(path, ("generator",))[0]["generator"])
     sync = create_model("syncnet")
     t0 = time.perf_counter()
     per_clip = [evaluate_clip(f, makers, critics["landmarks"], sync) for f in val]
@@ -113,17 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     (run / "generation_eval.json").write_text(
         json.dumps({"table": table, "per_clip": per_clip, "info": info}, indent=1, default=float)
     )
-    text = render(table, info, args, len(val))
+    text = render(table, info, args, len(val), [s.partition("=")[0] for s in args.also])
     if not args.no_doc:
         write_section(ROOT / "docs" / "BENCHMARKS.md", text, name="generation")
     if args.ship:
-        ship(run, full, table, info, args)
+        ship(run, {"generator": full["generator"], **critics}, table, info, args)
     print(text)
     return 0
 
 
 def ship(run: Path, nets: dict, table: dict, info: dict, args: argparse.Namespace) -> None:
-    """weights/generator.safetensors (+ card) from the full model of ``run``."""
+    """weights/generator.safetensors (+ card): the full model's generator with the landmark and
+    flow networks of the run's critics bundle (frozen since their own training)."""
     from avsync.models.gen_bundle import save_bundle
 
     out = ROOT / "src" / "avsync" / "weights" / "generator.safetensors"
@@ -141,6 +152,12 @@ def ship(run: Path, nets: dict, table: dict, info: dict, args: argparse.Namespac
         "full model (ours)",
     ]
     r = recipe["recipe"]
+    crit = (
+        f"the four critic networks were trained by an earlier run of the same recipe, then reused "
+        f"(`--critics {recipe['critics_from']}`)"
+        if recipe.get("critics_from")
+        else "trained in this run"
+    )
     card = f"""# Model card: `generator` (lip movements from speech + one lip image)
 
 - **Architecture**: Chen et al. 2018 ("Lip Movements Generation at a Glance"), sized for CPU
@@ -160,6 +177,7 @@ def ship(run: Path, nets: dict, table: dict, info: dict, args: argparse.Namespac
   {r["generator_steps"]} steps of batch {r["batch_size"]} (Adam, lr {r["lr"]}, weight decay 1e-5)
   with L = {r["weights"]["rec"]} L1 + {r["weights"]["corr"]} L_corr + {r["weights"]["perc"]} L_perc +
   {r["weights"]["gan"]} L_GAN (three-stream discriminator, mismatch share {r["weights"]["mismatch"]}).
+  Critics: {crit}. Training curves: `{args.run}/curves.png`.
 - **Measured** on the {int(table["full model (ours)"]["clips"])} held-out-speaker validation clips
   (docs/BENCHMARKS.md, `python benchmarks/generation.py`):
 
@@ -175,12 +193,13 @@ def ship(run: Path, nets: dict, table: dict, info: dict, args: argparse.Namespac
     print(f"shipped {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
 
-def render(table: dict, info: dict, args: argparse.Namespace, n_val: int) -> str:
+def render(table: dict, info: dict, args: argparse.Namespace, n_val: int, extra: list[str]) -> str:
     order = [
         "ground truth",
         "identity image repeated",
         "reconstruction loss only (ours)",
         "full model (ours)",
+        *extra,
     ]
     ours = markdown_table(table, order)
     c = info["critics"]

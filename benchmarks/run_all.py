@@ -71,7 +71,8 @@ def main() -> None:
     long_speed = sh(long_speed_cmd)
     summary = _kept_summary(ROOT / "docs" / "BENCHMARKS.md")
     doc_path = ROOT / "docs" / "BENCHMARKS.md"
-    comparison = "".join(_kept_section(doc_path, n) for n in ("comparison", "generation"))
+    kept = ("comparison", "heldout-confidence", "generation")
+    comparison = "".join(_kept_section(doc_path, n) for n in kept)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     doc = f"""# Benchmarks
 

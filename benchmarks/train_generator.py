@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/gen")
     ap.add_argument("--split", default=None, help="split file (default: the realclips split)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--critics", default=None, help="reuse the critics.safetensors of an earlier run")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     for f in fields(GenRecipe):
         if f.type in ("int", "float", "str", int, float, str):
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     recipe = GenRecipe(**{**{f.name: getattr(base, f.name) for f in fields(GenRecipe)}, **over})
     kw = {"split": args.split} if args.split else {}
+    if args.critics:
+        kw["critics"] = args.critics
     summary = train_all(args.cache, args.out, recipe, device=args.device, **kw)
     print(summary)
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -49,7 +51,9 @@ def critics() -> Critics:
 
 def test_generator_shapes_range_and_audio_dependence() -> None:
     torch.manual_seed(0)
-    g = LipGenerator(GeneratorConfig.debug())  # train mode: batch statistics, O(1) activations
+    # the plain decoder (a residual one starts as an exact copy of the identity, see below);
+    # train mode: batch statistics, O(1) activations
+    g = LipGenerator(replace(GeneratorConfig.debug(), residual=False))
     b = batch()
     audio = b["audio"].clone().requires_grad_(True)
     out = g(audio, b["identity"])
@@ -58,6 +62,21 @@ def test_generator_shapes_range_and_audio_dependence() -> None:
     out[:, :, 3].sum().backward()
     assert audio.grad.abs().sum() > 0  # the audio reaches the frames
     assert (out[:, :, 0] - out[:, :, 8]).abs().mean() > 1e-4  # frames differ over time
+
+
+def test_residual_generator_starts_as_the_identity_and_learns_away_from_it() -> None:
+    torch.manual_seed(0)
+    g, b = LipGenerator(GeneratorConfig.debug()), batch()
+    out = g(b["audio"], b["identity"])
+    assert torch.allclose(out, b["identity"].clamp(-0.98, 0.98)[:, :, None].expand_as(out), atol=1e-6)
+    opt = torch.optim.Adam(g.parameters(), 1e-2)
+    for _ in range(3):
+        loss = (g(b["audio"], b["identity"]) - b["video"]).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    out = g(b["audio"], b["identity"])
+    assert (out[:, :, 0] - out[:, :, 8]).abs().mean() > 1e-4  # frames now differ over time
 
 
 def test_generator_config_rejects_bad_frame_count() -> None:

@@ -104,7 +104,7 @@ def evaluate_clip(
         row = {
             "frames": float(len(ok)),
             "ssim": ssim(gen, truth),
-            "psnr": min(psnr(gen, truth), 99.0),
+            "psnr": min(psnr(gen, truth), 99.0),  # 99: identical (ground truth row)
             "cpbd": cpbd_video(gen),
             "lmd": lmd(lip_points(landmarks, gen), truth_pts),
             "gen_fps": len(frames) / max(seconds, 1e-9),
@@ -152,6 +152,7 @@ def markdown_table(table: dict[str, dict[str, float]], order: list[str] | None =
         if name not in table:
             continue
         r = table[name]
-        cells = [f"{r[k]:.{p}f}" if k in r else "—" for k, _, p in cols]
+        cells = ["—" if k not in r else "∞" if k == "psnr" and r[k] >= 99 else f"{r[k]:.{p}f}"
+                 for k, _, p in cols]
         lines.append(f"| {name} | {int(r['clips'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from avsync.errors import AvsyncError
@@ -27,7 +26,7 @@ from avsync.models.gen_critics import (
     VideoAutoencoder,
 )
 from avsync.models.generator import AUDIO_ROWS, FRAMES, GEN_FPS, IMAGE_SIZE, GeneratorConfig, LipGenerator
-from avsync.train.checkpoint import config_from_dict, config_to_json
+from avsync.train.checkpoint import config_from_dict, config_to_json, raw_metadata, write_safetensors
 
 GEN_FORMAT: str = "avsync-gen-1"
 
@@ -73,23 +72,12 @@ def save_bundle(
         "preprocess": json.dumps(GEN_PREPROCESS, sort_keys=True),
         "metrics": json.dumps(metrics or {}, sort_keys=True, default=float),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
+    return write_safetensors(path, state, meta)
 
 
 def bundle_metadata(path: str | Path) -> dict[str, Any]:
     """Parsed metadata of a bundle; AvsyncError when it is not one."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise AvsyncError(f"{path}: not a readable safetensors file ({exc})") from exc
-    if raw.get("format") != GEN_FORMAT:
-        raise AvsyncError(f"{path}: not an avsync generator checkpoint (format {raw.get('format')!r})")
+    raw = raw_metadata(path, GEN_FORMAT, "generator")
     return {k: json.loads(raw.get(k, "{}")) for k in ("nets", "preprocess", "metrics")}
 
 

@@ -15,7 +15,11 @@ at 41.1 kHz (the project's audio front end; 4 audio steps per frame are kept); t
 upsampling is one stride-2 transposed conv (Tl = 8 -> 16) and the later ones upsample space only,
 sized for CPU training; ``skip=True`` adds the identity encoder's 16 x 16 feature map (copied
 over time) to the decoder, a U-Net skip as in Chung et al. ("You said that?") that keeps the
-identity's texture when training data are few.
+identity's texture when training data are few; ``residual=True`` makes the decoder's last
+layer an edit of the identity image, ``tanh(atanh(identity) + decoder)``, zero at
+initialisation, so an untrained generator repeats the identity image and training only has to
+learn the motion (with the plain decoder, our first run on 6 minutes of video drew mouths that
+moved with the speech but lost the identity's colours: SSIM 0.52 vs 0.64 for the repeated image).
 
 Pure tensor code: no I/O, no device choice.
 """
@@ -45,7 +49,8 @@ class GeneratorConfig(PresetMixin):
     """audio_channels / id_channels: conv widths of the two encoders (3 stride-2 stages for the
     image: 64 -> 8); latent: width of the fused 3D feature; n_res: 3D residual blocks;
     dec_channels: widths after each of the three transposed convs; latent_frames: time steps
-    of the fused feature (FRAMES / 2); skip: identity skip at 16 x 16 (see module doc)."""
+    of the fused feature (FRAMES / 2); skip: identity skip at 16 x 16; residual: the decoder
+    edits the identity image instead of drawing each frame from scratch (see module doc)."""
 
     audio_channels: tuple[int, ...] = (32, 64, 96)
     id_channels: tuple[int, int, int] = (32, 64, 96)
@@ -58,16 +63,18 @@ class GeneratorConfig(PresetMixin):
     audio_rows: int = AUDIO_ROWS
     image_size: int = IMAGE_SIZE
     skip: bool = True
+    residual: bool = False  # False in checkpoints written before the field existed
 
     @classmethod
     def debug(cls) -> GeneratorConfig:
         return cls(
-            audio_channels=(8, 8, 16), id_channels=(8, 8, 16), latent=16, n_res=1, dec_channels=(8, 8, 8)
+            audio_channels=(8, 8, 16), id_channels=(8, 8, 16), latent=16, n_res=1, dec_channels=(8, 8, 8),
+            residual=True,
         )
 
     @classmethod
     def small(cls) -> GeneratorConfig:
-        return cls()
+        return cls(residual=True)
 
 
 def conv2d(c_in: int, c_out: int, stride: int | tuple[int, int] = 1) -> nn.Sequential:
@@ -181,6 +188,9 @@ class LipGenerator(nn.Module):
         self.up2 = SpatialUp(d1, d2)  # (16, 32, 32)
         self.up3 = SpatialUp(d2, d3)  # (16, 64, 64)
         self.out = nn.Conv3d(d3, 3, (3, 3, 3), 1, 1)
+        if c.residual:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, audio: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
         a = self.audio(audio)  # (B, Ca, Tl)
@@ -196,7 +206,11 @@ class LipGenerator(nn.Module):
         x = self.up1(self.res(self.fuse(fused)))  # (B, d1, 16, 16, 16)
         if self.skip is not None:
             x = x + self.skip(f16[:, :, None])
-        return torch.tanh(self.out(self.up3(self.up2(x))))
+        delta = self.out(self.up3(self.up2(x)))
+        if self.config.residual:
+            base = torch.atanh(identity.clamp(-0.98, 0.98))[:, :, None]
+            return torch.tanh(base + delta)
+        return torch.tanh(delta)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -96,6 +96,11 @@ def save_checkpoint(path: str | Path, model: nn.Module, metrics: dict[str, Any] 
             "metrics": json.dumps(metrics or {}, sort_keys=True, default=float)}
     for k, v in (extra or {}).items():
         meta[k] = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+    return write_safetensors(path, state, meta)
+
+
+def write_safetensors(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
+    """Write tensors + string metadata to ``path`` atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -104,15 +109,22 @@ def save_checkpoint(path: str | Path, model: nn.Module, metrics: dict[str, Any] 
     return path
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's metadata with the JSON fields parsed (config stays a dict)."""
+def raw_metadata(path: str | Path, fmt: str, what: str) -> dict[str, str]:
+    """The string metadata of a safetensors file whose ``format`` is ``fmt``; AvsyncError (one
+    line naming ``what`` was expected) for an unreadable file or another format."""
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
     except (SafetensorError, OSError) as exc:
         raise AvsyncError(f"{path}: not a readable safetensors checkpoint ({exc})") from exc
-    if raw.get("format") != FORMAT:
-        raise AvsyncError(f"{path}: not an avsync neural checkpoint (format {raw.get('format')!r})")
+    if raw.get("format") != fmt:
+        raise AvsyncError(f"{path}: not an avsync {what} checkpoint (format {raw.get('format')!r})")
+    return raw
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's metadata with the JSON fields parsed (config stays a dict)."""
+    raw = raw_metadata(path, FORMAT, "neural")
     meta: dict[str, Any] = dict(raw)
     for key in ("config", "preprocess", "metrics"):
         meta[key] = json.loads(raw.get(key, "{}"))

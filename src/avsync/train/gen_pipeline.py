@@ -37,6 +37,7 @@ from avsync.train.generation import (
     LossWeights,
     StageConfig,
     flow_epe,
+    frozen,
     landmark_error,
     train_autoencoder,
     train_correlation,
@@ -128,8 +129,10 @@ def train_all(
     split: str | Path = REALCLIPS_SPLIT,
     device: str = "cpu",
     log: Callable[[str], None] | None = print,
+    critics: str | Path | None = None,
 ) -> dict[str, object]:
-    """Train every stage; returns the summary written to ``out_dir/run.json``."""
+    """Train every stage; returns the summary written to ``out_dir/run.json``. ``critics``: a
+    ``critics.safetensors`` of an earlier run to reuse instead of training the critics again."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train, val = load_windows(cache_dir, split)
@@ -143,18 +146,15 @@ def train_all(
         seed=recipe.seed,
         device=device,
     )
-    val_or_none = val if len(val) else None
     curves: dict[str, list] = {}
-    flow, lms = LipFlowNet(cc).to(device), LipLandmarkNet(cc).to(device)
-    corr, ae = CorrelationNets(cc).to(device), VideoAutoencoder(cc).to(device)
-    curves["flow"] = train_flow(flow, train, replace(base, steps=recipe.flow_steps), log, val_or_none)
-    curves["landmarks"] = train_landmarks(
-        lms, train, replace(base, steps=recipe.landmark_steps), log, val_or_none
-    )
-    curves["autoencoder"] = train_autoencoder(ae, train, replace(base, steps=recipe.autoencoder_steps), log)
-    curves["correlation"] = train_correlation(
-        corr, flow, train, replace(base, steps=recipe.correlation_steps), log
-    )
+    if critics is not None:
+        flow, lms, corr, ae = load_critics(critics, device)
+        if log:
+            log(f"critics (flow, landmarks, correlation, autoencoder) from {critics}")
+    else:
+        flow, lms, corr, ae = train_critics(cc, train, val, base, recipe, curves, log)
+    for net in (flow, lms, corr, ae):  # frozen from here on: BatchNorm statistics must not drift
+        frozen(net)
     critic_metrics = {
         **(flow_epe(flow, val) if len(val) else {}),
         **(landmark_error(lms, val) if len(val) else {}),
@@ -172,6 +172,7 @@ def train_all(
     summary: dict[str, object] = {
         "recipe": asdict(recipe),
         "critics": critic_metrics,
+        "critics_from": str(critics) if critics is not None else None,
         "train_windows": len(train),
         "val_windows": len(val),
     }
@@ -194,6 +195,30 @@ def train_all(
     (out / "run.json").write_text(json.dumps(summary, indent=1, default=str))
     plot_curves(curves, out / "curves.png")
     return summary
+
+
+def train_critics(cc: CriticConfig, train: GenWindows, val: GenWindows, base: StageConfig, recipe: GenRecipe,
+                  curves: dict[str, list], log: Callable[[str], None] | None) -> tuple:
+    """Stages 1-4 (flow, landmarks, autoencoder, correlation); curves are added to ``curves``."""
+    device = base.device
+    val_or_none = val if len(val) else None
+    flow, lms = LipFlowNet(cc).to(device), LipLandmarkNet(cc).to(device)
+    corr, ae = CorrelationNets(cc).to(device), VideoAutoencoder(cc).to(device)
+    curves["flow"] = train_flow(flow, train, replace(base, steps=recipe.flow_steps), log, val_or_none)
+    curves["landmarks"] = train_landmarks(lms, train, replace(base, steps=recipe.landmark_steps), log,
+                                          val_or_none)
+    curves["autoencoder"] = train_autoencoder(ae, train, replace(base, steps=recipe.autoencoder_steps), log)
+    corr_cfg = replace(base, steps=recipe.correlation_steps)
+    curves["correlation"] = train_correlation(corr, flow, train, corr_cfg, log)
+    return flow, lms, corr, ae
+
+
+def load_critics(path: str | Path, device: str) -> tuple:
+    """(flow, landmarks, correlation, autoencoder) networks of a critics bundle, on ``device``."""
+    from avsync.models.gen_bundle import load_bundle
+
+    nets, _ = load_bundle(path, ("flow", "landmarks", "correlation", "autoencoder"))
+    return tuple(nets[k].to(device) for k in ("flow", "landmarks", "correlation", "autoencoder"))
 
 
 def plot_curves(curves: dict[str, list], path: Path) -> None:

@@ -85,6 +85,13 @@ def farneback_targets(video_u8: np.ndarray) -> np.ndarray:
     return out
 
 
+def _update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One optimiser step on ``loss``."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
 def _adam(params, cfg: StageConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
 
@@ -136,10 +143,11 @@ def flow_epe(net: LipFlowNet, data: GenWindows, n: int = 32) -> dict[str, float]
     the first ``n`` windows of ``data``."""
     batch = _with_flow_targets(data.items(list(range(min(n, len(data))))))
     batch = {k: v.to(next(net.parameters()).device) for k, v in batch.items()}
+    was_training = net.training
     net.eval()
     with torch.no_grad():
         pred = net.video_flow(batch["video"])
-    net.train()
+    net.train(was_training)
     target = batch["flow"]
     epe = (pred - target).norm(dim=1).mean().item()
     return {"val_epe_px": epe, "val_epe_zero_px": target.norm(dim=1).mean().item()}
@@ -157,9 +165,7 @@ def train_flow(
 
     def step(batch: dict, _: int) -> dict[str, float]:
         loss = F.l1_loss(net.video_flow(batch["video"]), batch["flow"])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        _update(opt, loss)
         return {"loss": loss.item()}
 
     return _loop(
@@ -171,10 +177,11 @@ def landmark_error(net: LipLandmarkNet, data: GenWindows, n: int = 64) -> dict[s
     """Mean point error (crop px) of the landmark net on ``n`` windows' frames."""
     batch = data.items(list(range(min(n, len(data)))))
     batch = {k: v.to(next(net.parameters()).device) for k, v in batch.items()}
+    was_training = net.training
     net.eval()
     with torch.no_grad():
         pred = net(frames_of(batch["video"]))
-    net.train()
+    net.train(was_training)
     err = (pred - batch["lips"].reshape(pred.shape)).norm(dim=-1).mean().item()
     return {"val_point_err_px": err}
 
@@ -194,9 +201,7 @@ def train_landmarks(
         gain = 1 + 0.2 * (torch.rand(len(x), 1, 1, 1, device=x.device) - 0.5)
         x = x * gain + 0.2 * (torch.rand(len(x), 3, 1, 1, device=x.device) - 0.5)
         loss = F.smooth_l1_loss(net(x.clamp(-1, 1)), batch["lips"].reshape(len(x), -1, 2))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        _update(opt, loss)
         return {"loss": loss.item()}
 
     return _loop(step, data, cfg, "landmarks", log, (lambda: landmark_error(net, val)) if val else None)
@@ -210,9 +215,7 @@ def train_autoencoder(
 
     def step(batch: dict, _: int) -> dict[str, float]:
         loss = F.l1_loss(net(batch["video"]), batch["video"])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        _update(opt, loss)
         return {"loss": loss.item()}
 
     return _loop(step, data, cfg, "autoencoder", log)
@@ -243,9 +246,7 @@ def train_correlation(
         contrast, acc = correlation_contrast(nets, batch["audio"], flow)
         corr = correlation_loss(nets, batch["audio"], flow)
         loss = contrast + corr
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        _update(opt, loss)
         return {"loss": loss.item(), "corr": corr.item(), "match_acc": acc.item()}
 
     return _loop(step, data, cfg, "correlation", log)
