@@ -34,6 +34,16 @@ def _line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _call(fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    """``fn(*args, **kwargs)``; any failure becomes one line on stderr and exit code 1."""
+    try:
+        return fn(*args, **kwargs)
+    except AvsyncError as exc:
+        _fail(_line(exc))
+    except Exception as exc:  # noqa: BLE001
+        _fail(f"unexpected failure ({type(exc).__name__}: {_line(exc)})")
+
+
 def generate(
     audio: Path = typer.Option(..., help="Speech: any audio or video file FFmpeg reads."),
     image: Path = typer.Option(..., help="A face photo (the mouth is found and cropped) or a lip crop."),
@@ -57,22 +67,13 @@ def generate(
         disable=not (progress and err.is_terminal),
         transient=True,
     )
-    try:
-        with bar:
-            task = bar.add_task("windows", total=None)
-            summary = run_generate(
-                audio,
-                image,
-                out,
-                checkpoint=checkpoint,
-                overwrite=overwrite,
-                size=size,
-                on_window=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-    except AvsyncError as exc:
-        _fail(_line(exc))
-    except Exception as exc:  # noqa: BLE001
-        _fail(f"unexpected failure ({type(exc).__name__}: {_line(exc)})")
+    with bar:
+        task = bar.add_task("windows", total=None)
+        def on_window(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        summary = _call(run_generate, audio, image, out, checkpoint=checkpoint, overwrite=overwrite,
+                        size=size, on_window=on_window)
     if json_out:
         print(json.dumps(summary))
     else:
@@ -90,12 +91,7 @@ def metrics(
     """Lip-generation metrics: CPBD, sync (LSE-D/LSE-C by our SyncNet); with --reference LMD, SSIM, PSNR."""
     from avsync.evaluation.video_metrics import video_metrics
 
-    try:
-        result = video_metrics(video, reference)
-    except AvsyncError as exc:
-        _fail(_line(exc))
-    except Exception as exc:  # noqa: BLE001
-        _fail(f"unexpected failure ({type(exc).__name__}: {_line(exc)})")
+    result = _call(video_metrics, video, reference)
     if json_out:
         print(json.dumps(result))
         return
