@@ -222,3 +222,15 @@ def test_cli_train_generator_tiny_run(gen_cache: tuple[Path, Path], tmp_path: Pa
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["train_windows"] > 0
     assert (out / "generator.safetensors").is_file() and (out / "run.json").is_file()
+
+
+def test_training_modules_import_without_the_media_stack() -> None:
+    """A GPU box has torch but no PyAV / MediaPipe / OpenCV: training must still import."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfor m in ('av', 'cv2', 'mediapipe'): sys.modules[m] = None\n"
+            "import avsync.train, avsync.train.gen_pipeline, avsync.generation, avsync.models.gen_bundle\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]

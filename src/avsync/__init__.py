@@ -10,13 +10,29 @@ Sign convention: ``offset_ms > 0`` means the audio is LATE (heard after the lips
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from avsync.errors import AvsyncError
-from avsync.inference import detect
-from avsync.models.registry import available_models, create_model
-from avsync.types import SyncResult
+
+if TYPE_CHECKING:
+    from avsync.inference import detect
+    from avsync.models.registry import available_models, create_model
+    from avsync.types import SyncResult
 
 __version__ = "0.1.0"
+
+_LAZY = {"detect": "avsync.inference", "available_models": "avsync.models.registry",
+         "create_model": "avsync.models.registry", "SyncResult": "avsync.types"}
+"""Imported on first use, so that ``import avsync.train`` / ``avsync.models`` (training on a GPU
+machine that has torch but neither PyAV nor MediaPipe) does not load the media stack."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'avsync' has no attribute {name!r}")
 
 
 def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = None,
@@ -28,6 +44,7 @@ def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = Non
     detection below the reliability threshold is refused unless ``force``.
     The input is never modified; the output is written atomically.
     """
+    from avsync.inference import detect
     from avsync.io import check_output_path, shift_audio
 
     check_output_path(out_path, overwrite=overwrite, protect=[in_path])

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -73,6 +72,7 @@ class StageConfig:
 def farneback_targets(video_u8: np.ndarray) -> np.ndarray:
     """(B, T, 64, 64, 3) uint8 -> Farneback flow between consecutive frames, average-pooled to
     16 x 16: (B, 2, T-1, 16, 16) float32 in crop pixels."""
+    import cv2  # imported here: training with --critics needs no OpenCV (e.g. on a GPU box)
     b, t = video_u8.shape[:2]
     out = np.zeros((b, 2, t - 1, FLOW_SIZE, FLOW_SIZE), np.float32)
     for i in range(b):
