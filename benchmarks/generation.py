@@ -185,7 +185,7 @@ def ship(run: Path, nets: dict, table: dict, info: dict, args: argparse.Namespac
 
 - **Speed**: {info["fps_cpu"]:.0f} frames/s on CPU ({info["machine"]}); GPU not measured in the run
   that shipped this file unless stated in docs/BENCHMARKS.md.
-- **Limits**: trained on about six minutes of video for minutes of CPU time; the paper used
+- **Limits**: trained on about six minutes of video in under an hour of 2-core CPU; the paper used
   211k GRID windows. Expect blurry, identity-averaged lips whose motion follows the speech
   loosely; see docs/BENCHMARKS.md for how it compares with the baselines.
 """
@@ -236,7 +236,7 @@ Generator: {info["params"]:,} parameters; generation speed {info["fps_cpu"]:.0f}
 ({info["machine"]}), GPU: {gpu}.
 
 Reading the table: the paper's numbers come from 211k GRID training windows and 841k LRW windows;
-ours from about 7.5k windows (6 minutes of 28 speakers), trained for minutes on 2 CPU cores, so
+ours from about 7.5k windows (6 minutes of 28 speakers), trained in under an hour on 2 CPU cores, so
 they are not comparable in absolute terms; the comparison that means something is between our
 rows on the same held-out clips.
 """
