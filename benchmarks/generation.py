@@ -38,8 +38,8 @@ from avsync.evaluation.generation import (  # noqa: E402
 )
 from avsync.generation import generate_frames  # noqa: E402
 from avsync.models.gen_bundle import load_bundle  # noqa: E402
-from avsync.models.generator import count_parameters  # noqa: E402
 from avsync.models.registry import create_model  # noqa: E402
+from avsync.models.syncnet import count_parameters  # noqa: E402
 
 PAPER = """| paper (Chen et al. 2018), GRID: ground truth | | 0 | N/A | N/A | 0.141 | | | |
 | paper, GRID: Chung et al. (reconstruction loss) | | 1.35 | 0.74 | 29.36 | 0.016 | | | |

@@ -12,26 +12,17 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from avsync.cli_util import err
+from avsync.cli_util import fail as _fail
+from avsync.cli_util import one_sentence as _one_sentence
 from avsync.errors import AvsyncError
 from avsync.models.registry import DEFAULT_METHOD
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Measure and correct lip-sync offsets. offset > 0 means the audio is LATE.")
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _one_sentence(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text
 
 
 def _progress(enabled: bool) -> Progress:

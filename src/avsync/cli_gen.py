@@ -11,37 +11,17 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from avsync.errors import AvsyncError
+from avsync.cli_util import call as _call
+from avsync.cli_util import err
+from avsync.cli_util import fail as _fail
 
-err = Console(stderr=True)
 train_app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Train models (sync methods: benchmarks/train.py; the lip generator: here).",
 )
-
-
-def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _call(fn, *args, **kwargs):  # noqa: ANN001, ANN202
-    """``fn(*args, **kwargs)``; any failure becomes one line on stderr and exit code 1."""
-    try:
-        return fn(*args, **kwargs)
-    except AvsyncError as exc:
-        _fail(_line(exc))
-    except Exception as exc:  # noqa: BLE001
-        _fail(f"unexpected failure ({type(exc).__name__}: {_line(exc)})")
 
 
 def generate(
@@ -142,11 +122,7 @@ def train_generator(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if out.exists() and not out.is_dir():
         _fail(f"{out}: exists and is not a folder")
-    try:
-        kw = {"split": split} if split is not None else {}
-        summary = train_all(
-            cache, out, recipe, device=device, log=lambda m: print(m, file=sys.stderr, flush=True), **kw
-        )
-    except AvsyncError as exc:
-        _fail(_line(exc))
+    kw = {"split": split} if split is not None else {}
+    summary = _call(train_all, cache, out, recipe, device=device,
+                    log=lambda m: print(m, file=sys.stderr, flush=True), **kw)
     print(json.dumps(summary, default=str))

@@ -15,11 +15,18 @@ import torch
 from avsync.timing import AUDIO_HOP_SAMPLES, AUDIO_WIN_SAMPLES, SAMPLE_RATE_HZ
 
 N_MELS: int = 40
+SILENCE_RMS: float = 1e-4
+"""Audio whose RMS (full scale 1) is below this carries no usable speech."""
 N_MFCC: int = 13
 BANDS_HZ: tuple[tuple[float, float], ...] = ((80, 300), (300, 1000), (1000, 3000), (3000, 8000))
 AUDIO_NAMES: tuple[str, ...] = ("log_energy", "speech_energy", "flux") + tuple(
     f"band_{lo:.0f}_{hi:.0f}" for lo, hi in BANDS_HZ) + tuple(f"mfcc{i}" for i in range(N_MFCC))
 """Columns of AudioFeatures.values; speech_energy is the 300-3000 Hz log energy."""
+
+
+def is_silent(samples: np.ndarray) -> bool:
+    """True for empty audio or audio whose RMS is below SILENCE_RMS."""
+    return len(samples) == 0 or float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) < SILENCE_RMS
 
 
 def mel_filterbank(n_mels: int, n_fft: int, sample_rate_hz: int, fmin: float = 40.0,

@@ -15,18 +15,16 @@ import numpy as np
 import torch
 
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
-from avsync.features import log_mel
+from avsync.features import is_silent, log_mel
 from avsync.models.generator import AUDIO_ROWS, FRAMES, GEN_FPS, IMAGE_SIZE, ROWS_PER_FRAME, LipGenerator
 from avsync.models.neural import standardise_logmel
+from avsync.models.trained import weights_path
 
-WEIGHTS_DIR: Path = Path(__file__).parent / "weights"
-DEFAULT_GENERATOR: Path = WEIGHTS_DIR / "generator.safetensors"
+DEFAULT_GENERATOR: Path = weights_path("generator")
 """The shipped generator (trained by benchmarks/train_generator.py; model card generator.md)."""
 
 LIP_IMAGE_MAX_SIDE: int = 160
 """An image in which no face is found is taken as a lip crop when no side exceeds this."""
-
-SILENCE_RMS: float = 1e-4
 
 
 def window_starts(n_frames: int, frames: int = FRAMES, hop: int = FRAMES // 2) -> list[int]:
@@ -142,7 +140,7 @@ def speech_logmel(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     audio = load_audio(path)
     samples = audio.samples
-    if len(samples) == 0 or float(np.sqrt(np.mean(samples**2))) < SILENCE_RMS:
+    if is_silent(samples):
         raise SilentAudioError(f"{path}: the audio is silent")
     return samples, standardise_logmel(log_mel(samples))
 

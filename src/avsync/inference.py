@@ -12,7 +12,7 @@ import numpy as np
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
 from avsync.face.landmarks import create_landmarker
 from avsync.face.tracks import Track, VisualAnalysis, analyse_frames
-from avsync.features import AudioFeatures, audio_features
+from avsync.features import AudioFeatures, audio_features, is_silent
 from avsync.io import iter_video_frames, load_audio, probe
 from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, DRIFT_WINDOW_S, frames_to_ms
@@ -32,8 +32,6 @@ IN_SYNC_TOLERANCE_FRAMES: int = 1
 
 ANALYSIS_MAX_SIDE: int = 640
 """Frames are downscaled to this longest side before landmarks (speed; lips stay >20 px)."""
-
-SILENCE_RMS: float = 1e-4
 
 SEGMENT_S: float = 60.0
 """Tracks longer than this are scored in segments whose curves are averaged (length-weighted),
@@ -154,7 +152,7 @@ def analyse_video(path: str | Path, max_faces: int = 4,
 
 def analyse_audio(path: str | Path) -> AudioFeatures:
     audio = load_audio(path)
-    if len(audio.samples) == 0 or float(np.sqrt(np.mean(audio.samples**2))) < SILENCE_RMS:
+    if is_silent(audio.samples):
         raise SilentAudioError(f"{path}: the audio track is silent")
     return audio_features(audio.samples, audio.start_s)
 

@@ -61,23 +61,32 @@ def lip_points(net: LipLandmarkNet, frames: np.ndarray, batch: int = 256) -> np.
     return np.concatenate(out)
 
 
+def crop_sync_distances(crops: np.ndarray, times_s: np.ndarray, fps: float, logmel: np.ndarray,
+                        audio_start_s: float, sync_method) -> np.ndarray:
+    """Mean SyncNet embedding distance of RGB mouth crops (T, 64, 64, 3) against the speech at
+    every shift of SYNC_SHIFTS, (31,) (NaN where the shifted audio leaves the recording).
+
+    The 64 x 64 crops have the sync cache's framing (mouth = half the width), so a grey 48 x 48
+    resize is what SyncNet was trained on. logmel: (N, 40) natural-log mel power whose row 0 is at
+    ``audio_start_s``."""
+    from avsync.models.neural import NeuralInput
+
+    grey = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
+                     for f in crops])
+    ninp = NeuralInput(fps, np.asarray(times_s, np.float64), grey, None, None,
+                       np.asarray(logmel, np.float32), float(audio_start_s))
+    return sync_method.distances(ninp, SYNC_SHIFTS)
+
+
 def sync_scores(frames: np.ndarray, npz_path: str | Path, sync_method) -> dict[str, float]:
     """LSE-D, LSE-C and offset of generated 25 fps crops against the clip's speech."""
     from avsync.data.cache import load_clip_cache
     from avsync.evaluation.genmetrics import sync_distance_confidence
     from avsync.models.generator import GEN_FPS
-    from avsync.models.neural import NeuralInput
 
     d = load_clip_cache(npz_path)
-    grey = np.stack(
-        [
-            cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
-            for f in frames
-        ]
-    )
     times = d["frame_times_s"][0] + np.arange(len(frames)) / GEN_FPS
-    ninp = NeuralInput(GEN_FPS, times, grey, None, None, d["logmel"].astype(np.float32), d["audio_start_s"])
-    dist = sync_method.distances(ninp, SYNC_SHIFTS)
+    dist = crop_sync_distances(frames, times, GEN_FPS, d["logmel"], d["audio_start_s"], sync_method)
     if not np.isfinite(dist).any():
         return {"lse_d": float("nan"), "lse_c": float("nan"), "sync_offset": float("nan")}
     lse_d, lse_c = sync_distance_confidence(dist[np.isfinite(dist)])

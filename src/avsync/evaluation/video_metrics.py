@@ -25,8 +25,6 @@ from avsync.errors import AvsyncError, MediaError, NoFaceError
 from avsync.evaluation.genmetrics import cpbd_video, lmd, psnr, ssim, sync_distance_confidence
 from avsync.generation import LIP_IMAGE_MAX_SIDE
 
-SHIFTS = np.arange(-15, 16)
-
 
 @dataclass
 class CropVideo:
@@ -89,27 +87,21 @@ def crop_video(path: str | Path) -> CropVideo:
 
 def sync_of(video: CropVideo, audio_path: str | Path) -> dict[str, float]:
     """LSE-D / LSE-C / offset of the crops against the audio of ``audio_path`` (SyncNet)."""
+    from avsync.evaluation.generation import SYNC_SHIFTS, crop_sync_distances
     from avsync.features import log_mel
     from avsync.io import load_audio
-    from avsync.models.neural import NeuralInput
     from avsync.models.registry import create_model
 
     audio = load_audio(audio_path)
-    grey = np.stack(
-        [
-            cv2.resize(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
-            for c in video.crops
-        ]
-    )
-    ninp = NeuralInput(video.fps, video.times_s, grey, None, None, log_mel(audio.samples), audio.start_s)
-    dist = create_model("syncnet").distances(ninp, SHIFTS)
+    dist = crop_sync_distances(video.crops, video.times_s, video.fps, log_mel(audio.samples), audio.start_s,
+                               create_model("syncnet"))
     ok = np.isfinite(dist)
     if not ok.any():
         raise AvsyncError(
             f"{audio_path}: too short to measure sync (needs 5 frames plus the +-15 frame search)"
         )
     d, c = sync_distance_confidence(dist[ok])
-    return {"lse_d": d, "lse_c": c, "sync_offset_frames": int(SHIFTS[int(np.nanargmin(dist))])}
+    return {"lse_d": d, "lse_c": c, "sync_offset_frames": int(SYNC_SHIFTS[int(np.nanargmin(dist))])}
 
 
 def video_metrics(path: str | Path, reference: str | Path | None = None, sync: bool = True) -> dict:

@@ -211,7 +211,3 @@ class LipGenerator(nn.Module):
             base = torch.atanh(identity.clamp(-0.98, 0.98))[:, :, None]
             return torch.tanh(base + delta)
         return torch.tanh(delta)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
