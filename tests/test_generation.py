@@ -234,3 +234,12 @@ def test_training_modules_import_without_the_media_stack() -> None:
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]
+
+
+def test_corrupt_cache_file_is_one_clear_error_and_no_run_folder(tmp_path: Path) -> None:
+    from avsync.train.gen_pipeline import GenRecipe, train_all
+
+    (tmp_path / "broken.npz").write_bytes(b"not an npz")
+    with pytest.raises(AvsyncError, match="broken.npz: not a readable cache file"):
+        train_all(tmp_path, tmp_path / "run", GenRecipe.debug(), log=None)
+    assert not (tmp_path / "run").exists()

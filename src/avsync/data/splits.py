@@ -170,8 +170,12 @@ def split_cache_files(cache_files: Sequence[str | Path], split_path: str | Path 
     side = {c.path.as_posix(): "train" for c in train} | {c.path.as_posix(): "val" for c in val}
     out: dict[str, list[Path]] = {"train": [], "val": []}
     for f in cache_files:
-        with np.load(f, allow_pickle=False) as z:
-            stored = str(z["path"])
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                stored = str(z["path"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise AvsyncError(f"{f}: not a readable cache file ({type(exc).__name__}); delete it and run "
+                              "'avsync prepare' again") from exc
         for rel, s in side.items():
             if stored == rel or stored.endswith("/" + rel):
                 out[s].append(Path(f))

@@ -133,9 +133,9 @@ def train_all(
 ) -> dict[str, object]:
     """Train every stage; returns the summary written to ``out_dir/run.json``. ``critics``: a
     ``critics.safetensors`` of an earlier run to reuse instead of training the critics again."""
+    train, val = load_windows(cache_dir, split)  # first: bad data leaves no empty run folder
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train, val = load_windows(cache_dir, split)
     if log:
         log(f"{len(train.clips)} train clips ({len(train)} windows), {len(val.clips)} val clips ({len(val)})")
     cc, gc = CriticConfig.preset(recipe.preset), GeneratorConfig.preset(recipe.preset)
