@@ -22,6 +22,10 @@ key                 shape, dtype        meaning
 ``speaker``         () unicode          Clip.speaker
 ``source``          () unicode          Clip.source
 ``path``            () unicode          resolved absolute path of the clip (POSIX)
+``rgb``             (T, 64, 64, 3) u8   generation cache only (``kind="generation"``): RGB
+                                        aligned mouth crop, same framing as ``mouth``
+``lips_px``         (T, 40, 2) float16  generation cache only: the lip points in ``rgb``'s
+                                        pixels; NaN where not valid
 ==================  ==================  =====================================================
 
 Track choice: among the tracks of >= MIN_TRACK_FRAMES frames, the longest of those that the
@@ -108,7 +112,7 @@ def _clip_arrays(clip: Clip, rgb_crop_size: int = 0) -> dict[str, np.ndarray]:
     """Analyse one clip (video + audio) into the arrays of its cache file.
 
     rgb_crop_size > 0 adds ``rgb`` (T, S, S, 3) uint8 RGB mouth crops and ``lips_px`` (T, 40, 2)
-    float16 lip points in crop pixels (the generation cache, :mod:`avsync.data.gencache`)."""
+    float16 lip points in crop pixels (the generation cache, read by :mod:`avsync.data.genwindows`)."""
     from avsync.errors import NoFaceError, SilentAudioError
     from avsync.face.landmarks import BLENDSHAPE_NAMES
     from avsync.face.mouth import SIGNAL_NAMES
