@@ -39,18 +39,20 @@ RECIPES: dict[str, list[str]] = {
     "syncnet": ["--method", "syncnet"],
     "landmark": ["--method", "landmark", "--label-offsets", "cache/train_offsets.json"],
     "landmark_raw": ["--method", "landmark"],
-    "c3": ["--method", "c3", "--loss", "pm", "--steps", "600", "--batch-size", "16", "--eval-windows", "40",
-           "--eval-every", "250", "--patience", "3"],
+    "c3": ["--method", "c3", "--loss", "pm", "--eval-windows", "40"],
+    "c3_nosim": ["--method", "c3", "--loss", "pm", "--set", "similarity_dim=0", "--steps", "600",
+                 "--eval-windows", "40"],
     "wlos": ["--method", "wlos", "--init-from", "runs/c3/model.safetensors", "--steps", "1200",
              "--eval-windows", "50", "--patience", "5"],
     "wlos_scratch": ["--method", "wlos", "--steps", "1200", "--eval-windows", "50", "--patience", "5"],
     "simmatrix": ["--method", "simmatrix"],
-    "vocalist": ["--method", "vocalist", "--loss", "pm", "--steps", "600", "--batch-size", "16",
-                 "--eval-windows", "40", "--eval-every", "200", "--patience", "3"],
+    "vocalist": ["--method", "vocalist", "--loss", "pm", "--eval-windows", "40"],
 }
 """Run name -> benchmarks/train.py arguments (order matters: wlos starts from c3). The pair
-classifiers train with the multi-way "pm" loss: with BCE both sat at ln 2 (runs/*_bce in the
-notes), and each step runs 8 pairs per window, hence fewer, smaller steps."""
+classifiers train with the multi-way "pm" loss over every shift |k| >= 2 of each window (their
+``candidates`` forward shares the towers) and with their similarity skip: with BCE both sat at
+ln 2, with 7 sampled negatives at ln 8 (docs/BENCHMARKS.md). ``c3_nosim`` is the paper's C3
+head under the same loss (the ablation)."""
 
 
 def train_all(names: list[str], steps: int, device: str, extra: list[str]) -> None:
@@ -78,14 +80,25 @@ def val_manifest(clips_root: Path, out: Path) -> Path:
 
 
 def method_specs(names: list[str]) -> dict[str, str]:
-    """Display name -> what create_model takes (a registry name or a checkpoint path)."""
+    """Display name -> what create_model takes: runs/NAME/model.safetensors when that run
+    exists, else the registry name when it can be created (shipped weights, or a method
+    without weights such as ``fused``)."""
+    from avsync.errors import AvsyncError
+    from avsync.models.registry import create_model
+
     specs = {n: n for n in CLASSICAL}
     for n in names:
         ckpt = ROOT / "runs" / n / "model.safetensors"
         if ckpt.is_file():
             specs[n] = str(ckpt)
-        else:
-            print(f"warning: {ckpt} missing; {n} left out", file=sys.stderr)
+            continue
+        try:
+            create_model(n)
+        except AvsyncError:
+            print(f"warning: {ckpt} missing and {n!r} is not a shipped method; left out", file=sys.stderr)
+            continue
+        specs[n] = n
+        print(f"note: {ckpt} missing; using the registry's {n!r} (shipped weights)", file=sys.stderr)
     return specs
 
 

@@ -77,6 +77,29 @@ def label_moves(path: Path | None, max_offset: int, min_confidence: float) -> di
             if r["confidence"] >= min_confidence and 0 < abs(int(r["offset_frames"])) <= max_offset}
 
 
+def config_with(method: str, preset: str, overrides: list[str]):
+    """The preset's config of ``method`` with FIELD=VALUE overrides (VALUE parsed as JSON, lists
+    as tuples, else taken as a string). ValueError for an unknown field or a bad value."""
+    import dataclasses
+
+    from avsync.train.checkpoint import family
+
+    cfg = family(method)[0].preset(preset)
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    changes = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(sorted(fields))}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        changes[key] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(cfg, **changes)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=Path("cache/train"))
@@ -102,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--label-offsets", type=Path, default=None,
                     help="JSON of benchmarks/label_offsets.py: re-centre confident training clips")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a field of the preset's config (JSON value), e.g. similarity_dim=0")
     ap.add_argument("--max-label-offset", type=int, default=6)
     ap.add_argument("--min-label-confidence", type=float, default=3.0)
     args = ap.parse_args(argv)
@@ -136,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
                       eval_every=args.eval_every, patience=args.patience, seed=args.seed,
                       eval_max_windows=args.eval_windows)
     seed_everything(args.seed)
-    model = build_model(args.method, args.preset)
+    try:
+        model = build_model(args.method, config_with(args.method, args.preset, args.set))
+    except ValueError as e:
+        say(f"error: {e}", file=sys.stderr)
+        return 2
     if args.init_from is not None:
         source, _, _ = load_checkpoint(args.init_from)
         model.init_from_c3(source)

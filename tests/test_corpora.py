@@ -262,3 +262,15 @@ def test_prepare_grid_end_to_end(tmp_path, example_clip):
         assert str(z["speaker"]) == "s1" and str(z["source"]) == "grid"
     files, _, unmatched = load_train_module().match_split(npz, rows)
     assert files["train"] == npz and not unmatched
+
+
+def test_train_script_config_overrides():
+    """benchmarks/train.py --set FIELD=VALUE: JSON values, lists as tuples, unknown fields refused."""
+    mod = load_train_module()
+    cfg = mod.config_with("c3", "debug", ["similarity_dim=0", "flow_channels=[2, 4]"])
+    assert cfg.similarity_dim == 0 and cfg.flow_channels == (2, 4)
+    assert mod.config_with("vocalist", "small", ["similarity=false"]).similarity is False
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        mod.config_with("c3", "debug", ["no_such_field=1"])
+    with pytest.raises(ValueError):
+        mod.config_with("c3", "debug", ["similarity_dim=-1"])  # the config's own check

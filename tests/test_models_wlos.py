@@ -261,3 +261,28 @@ def test_c3_learns_sync(one_thread) -> None:
     with torch.no_grad():
         acc = float(((model(v_eval, a_eval) > 0).float() == y_eval).float().mean())
     assert acc > 0.75, acc
+
+
+@pytest.mark.parametrize("family", ["c3", "vocalist"])
+def test_pair_candidates_forward_equals_pairwise(family) -> None:
+    """The shared-candidates forward (towers once per window, fusion per pair) gives the same
+    logits as pairing each video window with each candidate audio window explicitly."""
+    from avsync.models.vocalist import VocaLiST, VocaLiSTConfig
+
+    torch.manual_seed(0)
+    if family == "c3":
+        model = C3(WLOSConfig.debug())
+        video, audio = torch.randn(3, 10, 32, 32), torch.randn(7, 40, 40)
+    else:
+        model = VocaLiST(VocaLiSTConfig.debug())
+        video, audio = torch.randn(3, 5, 48, 48), torch.randn(7, 20, 40)
+    model.eval()
+    idx = torch.randint(0, 7, (3, 4))
+    with torch.no_grad():
+        shared = model(video, audio, candidates=idx)
+        pairwise = model(video.repeat_interleave(4, 0), audio[idx.reshape(-1)]).view(3, 4)
+    assert shared.shape == (3, 4)
+    assert torch.allclose(shared, pairwise, atol=1e-5)
+    assert model.similarity is not None  # the default head has the similarity skip
+    with pytest.raises(ValueError):
+        model(video, audio)  # 3 windows, 7 audio windows, no candidates: not pairs

@@ -86,7 +86,7 @@ def register_model(name: str, kind: str, description: str) -> Callable:
 
 
 def _ensure_loaded() -> None:
-    from avsync.models import methods, trained  # noqa: F401  (register the built-in methods)
+    from avsync.models import fusion, methods, trained  # noqa: F401  (register the built-in methods)
 
 
 def available_models() -> list[ModelInfo]:

@@ -186,6 +186,9 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
                 keys = [(int(ids[starts[w]]), int(aq[w, k])) for w, k in zip(w_idx, k_idx, strict=True)]
 
                 def run_pairs(sel: np.ndarray) -> list[float]:
+                    if _shares_candidates(model):
+                        return _pairs_shared(model, views, a_views, starts, aq, w_idx[sel], k_idx[sel],
+                                             clip.kind, device, batch_size)
                     return _batched(model, views[starts[w_idx[sel]]], a_views[aq[w_idx[sel], k_idx[sel]]],
                                     clip.kind, device, batch_size, torch.sigmoid)
 
@@ -227,6 +230,32 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
     finally:
         model.train(was_training)
     return starts, scores
+
+
+def _shares_candidates(model: torch.nn.Module) -> bool:
+    """True when a pair model's forward takes ``candidates`` (towers once per window)."""
+    import inspect
+
+    return "candidates" in inspect.signature(model.forward).parameters
+
+
+def _pairs_shared(model: torch.nn.Module, views: np.ndarray, a_views: np.ndarray, starts: np.ndarray,
+                  aq: np.ndarray, ws: np.ndarray, ks: np.ndarray, kind: str,
+                  device: torch.device | str, batch_size: int) -> list[float]:
+    """sigmoid(logit) of the pairs (window ws[i], shift ks[i]) through the ``candidates`` forward:
+    for each chunk of windows, every distinct audio window is encoded once and each window is
+    paired with all of its shifts (the pairs not asked for are computed and dropped)."""
+    uw, inv_w = np.unique(ws, return_inverse=True)
+    rows = np.clip(aq[uw], 0, len(a_views) - 1)  # (W', K); out-of-range shifts are never read
+    per = max(1, batch_size // rows.shape[1])
+    out = np.zeros(rows.shape, np.float64)
+    for i in range(0, len(uw), per):
+        ua, inv = np.unique(rows[i:i + per], return_inverse=True)
+        v = visual_tensor(np.ascontiguousarray(views[starts[uw[i:i + per]]]), kind, device)
+        a = torch.from_numpy(np.ascontiguousarray(a_views[ua], dtype=np.float32)).to(device)
+        idx = torch.from_numpy(inv.reshape(rows[i:i + per].shape).astype(np.int64)).to(device)
+        out[i:i + per] = torch.sigmoid(model(v, a, candidates=idx)).detach().float().cpu().numpy()
+    return out[inv_w, ks].tolist()
 
 
 def _batched(model: torch.nn.Module, video: np.ndarray, audio: np.ndarray, kind: str,

@@ -1,0 +1,68 @@
+"""Late fusion of methods (avsync.models.fusion): standardised curves summed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_registry import SHIFTS, make_input
+
+from avsync.models import create_model
+from avsync.models.fusion import FusedMethod, FusionConfig, standardise
+from avsync.models.registry import needs_neural
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=40), st.floats(0.1, 100), st.floats(-50, 50))
+def test_standardise_is_affine_invariant(xs, scale, offset):
+    x = np.array(xs)
+    z = standardise(x)
+    assert np.isfinite(z).all()
+    if x.std() > 1e-6 * max(1.0, np.abs(x).max()):
+        assert z.mean() == pytest.approx(0, abs=1e-6) and z.std() == pytest.approx(1, abs=1e-6)
+        np.testing.assert_allclose(standardise(scale * x + offset), z, atol=1e-5)
+        assert z[np.argmax(x)] == pytest.approx(z.max())  # the best shift stays the best
+
+
+def test_standardise_flat_and_nan():
+    assert (standardise(np.ones(5)) == 0).all()
+    z = standardise(np.array([1.0, np.nan, 3.0]))
+    assert np.isnan(z[1]) and z[0] < 0 < z[2]
+    assert np.isnan(standardise(np.full(4, np.nan))).all()
+
+
+def test_fused_default_members_and_neural_need():
+    m = create_model("fused")
+    assert m.name == "fused" and m.config.members == ("avcorr", "landmark")
+    assert needs_neural(m)  # the landmark member reads lip landmarks
+    with pytest.raises(ValueError):
+        FusionConfig(members=("avcorr",), weights=(1.0,))
+
+
+@pytest.mark.parametrize("k0", [4, -6])
+def test_fusion_of_classical_methods_recovers_planted_shift(k0):
+    m = FusedMethod(FusionConfig(members=("avcorr", "qmi"), weights=(1.0, 1.0)))
+    assert not needs_neural(m)
+    s = m.score(make_input(k0), SHIFTS)
+    assert s.shape == (31,) and np.isfinite(s).all()
+    assert abs(int(SHIFTS[int(np.argmax(s))]) - k0) <= 1
+
+
+class _Fixed:
+    def __init__(self, curve):
+        self.curve, self.name = np.asarray(curve, float), "fixed"
+
+    def score(self, inp, shifts):
+        return self.curve
+
+
+def test_fusion_weights_and_missing_member():
+    m = FusedMethod(FusionConfig(members=("avcorr", "qmi"), weights=(1.0, 3.0)))
+    a, b = np.zeros(31), np.zeros(31)
+    a[5], b[20] = 1.0, 1.0
+    m._members = [_Fixed(a), _Fixed(b)]
+    assert int(np.argmax(m.score(None, SHIFTS))) == 20  # the heavier member wins
+    m._members = [_Fixed(a), _Fixed(np.full(31, np.nan))]  # a member that could not score
+    assert int(np.argmax(m.score(None, SHIFTS))) == 5
+    m._members = [_Fixed(np.full(31, np.nan))] * 2
+    assert np.isnan(m.score(None, SHIFTS)).all()
