@@ -47,12 +47,14 @@ RECIPES: dict[str, list[str]] = {
     "wlos_scratch": ["--method", "wlos", "--steps", "1200", "--eval-windows", "50", "--patience", "5"],
     "simmatrix": ["--method", "simmatrix"],
     "vocalist": ["--method", "vocalist", "--loss", "pm", "--eval-windows", "40"],
+    "vocalist_nosim": ["--method", "vocalist", "--loss", "pm", "--set", "similarity=false", "--steps", "600",
+                       "--eval-windows", "40"],
 }
 """Run name -> benchmarks/train.py arguments (order matters: wlos starts from c3). The pair
 classifiers train with the multi-way "pm" loss over every shift |k| >= 2 of each window (their
 ``candidates`` forward shares the towers) and with their similarity skip: with BCE both sat at
-ln 2, with 7 sampled negatives at ln 8 (docs/BENCHMARKS.md). ``c3_nosim`` is the paper's C3
-head under the same loss (the ablation)."""
+ln 2, with 7 sampled negatives at ln 8 (docs/BENCHMARKS.md). ``c3_nosim`` / ``vocalist_nosim``
+are the papers' heads under the same loss (the ablation)."""
 
 
 def train_all(names: list[str], steps: int, device: str, extra: list[str]) -> None:
@@ -98,7 +100,8 @@ def method_specs(names: list[str]) -> dict[str, str]:
             print(f"warning: {ckpt} missing and {n!r} is not a shipped method; left out", file=sys.stderr)
             continue
         specs[n] = n
-        print(f"note: {ckpt} missing; using the registry's {n!r} (shipped weights)", file=sys.stderr)
+        print(f"note: {ckpt} missing; using the registry's {n!r} (shipped weights, or none needed)",
+              file=sys.stderr)
     return specs
 
 
@@ -164,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shifts", default="-15..15..3", help="planted shifts (frames), the same for all")
     ap.add_argument("--methods", default=",".join(RECIPES), help="neural runs to include")
     ap.add_argument("--train-args", default="", help="extra arguments for benchmarks/train.py")
+    ap.add_argument("--cache", type=Path, default=ROOT / "cache" / "eval", help="face-analysis cache")
+    ap.add_argument("--reuse-cases", action="store_true",
+                    help="keep the cases of runs/comparison_cases.json for methods already in it "
+                         "(same checkpoint path or name) and evaluate only the others")
     args = ap.parse_args(argv)
     names = [n for n in args.methods.split(",") if n]
     if args.train or args.train_only:
@@ -178,8 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     cases_json = ROOT / "runs" / "comparison_cases.json"
     from avsync.evaluation.protocol import parse_range
 
-    evaluate(manifest, list(specs.values()), parse_range(args.shifts), [5, 7, 9, 11, 13, 15],
-             ROOT / "cache" / "eval", workers=args.workers, json_path=cases_json, n_null=args.nulls)
+    old = json.loads(cases_json.read_text()) if args.reuse_cases and cases_json.is_file() else []
+    old = [c for c in old if c["method"] in specs.values()]
+    todo = [v for v in specs.values() if v not in {c["method"] for c in old}]
+    print(f"evaluating {todo}; reusing the cases of {sorted({c['method'] for c in old})}", file=sys.stderr)
+    if todo:
+        new_json = cases_json.with_suffix(".new.json")
+        evaluate(manifest, todo, parse_range(args.shifts), [5, 7, 9, 11, 13, 15],
+                 args.cache, workers=args.workers, json_path=new_json, n_null=args.nulls)
+        cases_json.write_text(json.dumps(old + json.loads(new_json.read_text())))
+        new_json.unlink()
     eval_s = time.perf_counter() - t0
     case = speed_case(manifest)
     speeds = {name: {**model_speed(spec, case, "cpu"),
@@ -197,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python " + " ".join(["benchmarks/compare.py", *(argv or sys.argv[1:])]),
         "date": datetime.date.today().isoformat(), "machine": machine, "eval_s": eval_s,
         "n_clips": len(manifest.read_text().splitlines()), "nulls": args.nulls, "shifts": args.shifts,
-        "speed_clip": str(case[4]), "analysis_s_per_min": case[3]})
+        "speed_clip": str(case[4]), "analysis_s_per_min": case[3],
+        "reused": (f" (the last invocation; the cases of {len(specs) - len(todo)} methods came from "
+                   "earlier ones, same protocol)") if len(todo) < len(specs) else ""})
     (ROOT / "runs" / "comparison.json").write_text(json.dumps(
         {"speeds": speeds, "runs": runs, "papers": PAPERS}, indent=1, default=str))
     write_section(ROOT / "docs" / "BENCHMARKS.md", text)

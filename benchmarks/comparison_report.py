@@ -83,7 +83,7 @@ null rolls per case (same for all). Accuracies in %; "—" = not applicable (a 1
 5..9-frame context) or not measured (no GPU was lent). ms/frame: the sync model alone scoring 31
 shifts for one track (batched, no caches); s per min: face analysis ({info['analysis_s_per_min']:.0f}
 s/min, the same for all) + scoring with 12 nulls and drift, on `{info['speed_clip'].split('/')[-1]}`.
-Evaluation took {info['eval_s'] / 60:.0f} min.
+Evaluation took {info['eval_s'] / 60:.0f} min{info.get('reused', '')}.
 
 {chr(10).join(rows)}
 

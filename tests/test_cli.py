@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from avsync.cli import app
 from avsync.io import write_av
+from avsync.models.registry import DEFAULT_METHOD
 
 SR = 16_000
 LOG_LINE = re.compile(r"^(W\d{4}|I\d{4}|INFO|WARNING)\b")
@@ -235,7 +236,7 @@ def test_detect_json_good_and_bad(tmp_path: Path, example_clip: Path) -> None:
     good, err = (json.loads(ln) for ln in lines)
     assert RESULT_KEYS <= set(good)
     assert good["path"] == str(example_clip)
-    assert good["method"] == "avcorr"
+    assert good["method"] == DEFAULT_METHOD
     assert abs(good["offset_frames"]) <= 1
     assert good["fps"] == pytest.approx(25.0)
     assert good["offset_ms"] == pytest.approx(1000 * good["offset_frames"] / good["fps"])
@@ -269,15 +270,16 @@ def test_models_lists_methods() -> None:
     out = run_subprocess("models")
     assert out.exit_code == 0
     names = [ln.split()[0] for ln in out.stdout.splitlines() if ln.strip()]
-    assert "avcorr" in names and "qmi" in names
-    avcorr = next(ln for ln in out.stdout.splitlines() if ln.startswith("avcorr"))
-    assert "(default)" in avcorr
+    assert {"avcorr", "qmi", "fused", DEFAULT_METHOD} <= set(names)
+    default = next(ln for ln in out.stdout.splitlines() if ln.split()[:1] == [DEFAULT_METHOD])
+    assert "(default)" in default
 
 
 def test_models_marks_default_once() -> None:
     out = run_inprocess("models")
-    avcorr = next(ln for ln in out.stdout.splitlines() if ln.startswith("avcorr"))
-    assert avcorr.count("(default)") == 1
+    assert out.stdout.count("(default)") == 1
+    default = next(ln for ln in out.stdout.splitlines() if ln.split()[:1] == [DEFAULT_METHOD])
+    assert "(default)" in default
 
 
 def test_unknown_method_is_one_line(example_clip: Path) -> None:

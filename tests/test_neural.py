@@ -296,3 +296,19 @@ def test_ddp_two_process_gloo(cache, tmp_path):
     assert (tmp_path / "run" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "curves.png").is_file()
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_valid_window_starts_stride_counts_from_the_first_valid_window():
+    """A 13-frame lip-flow input (frame 0 invalid) scored by a 10-frame model with stride 4
+    still gets a window; stride spacing starts at the first valid window."""
+    from avsync.models.neural import valid_window_starts
+
+    valid = np.ones(13, bool)
+    valid[0] = False
+    assert valid_window_starts(valid, 10, 4).tolist() == [1]
+    assert valid_window_starts(valid, 10, 1).tolist() == [1, 2, 3]
+    long = np.ones(30, bool)
+    long[:3] = False
+    assert valid_window_starts(long, 5, 4).tolist() == [3, 7, 11, 15, 19, 23]
+    assert valid_window_starts(np.zeros(12, bool), 10, 4).size == 0
+    assert valid_window_starts(np.ones(4, bool), 5, 1).size == 0

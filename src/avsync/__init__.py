@@ -36,12 +36,13 @@ def __getattr__(name: str) -> Any:
 
 
 def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = None,
-        method: str = "avcorr", overwrite: bool = False,
+        method: str | None = None, overwrite: bool = False,
         force: bool = False) -> tuple[Path, float]:
     """Write ``out_path`` with the audio moved so it is in sync; returns (path, offset_ms used).
 
-    ``offset_ms`` is the measured offset (audio late when > 0); when None it is detected, and a
-    detection below the reliability threshold is refused unless ``force``.
+    ``offset_ms`` is the measured offset (audio late when > 0); when None it is detected (with
+    ``method``, default the registry's DEFAULT_METHOD), and a detection below the reliability
+    threshold is refused unless ``force``.
     The input is never modified; the output is written atomically.
     """
     from avsync.inference import detect
@@ -49,7 +50,9 @@ def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = Non
 
     check_output_path(out_path, overwrite=overwrite, protect=[in_path])
     if offset_ms is None:
-        result = detect(in_path, method=method, drift=False)
+        from avsync.models.registry import DEFAULT_METHOD
+
+        result = detect(in_path, method=method or DEFAULT_METHOD, drift=False)
         if not result.reliable and not force:
             raise AvsyncError(
                 f"{in_path}: the detected offset ({result.offset_ms:+.0f} ms) has low confidence "

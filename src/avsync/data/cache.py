@@ -29,7 +29,8 @@ key                 shape, dtype        meaning
 ==================  ==================  =====================================================
 
 Track choice: among the tracks of >= MIN_TRACK_FRAMES frames, the longest of those that the
-default method (avcorr, via inference.synchronise) marks as speaking with a confidence of at
+training-free ``avcorr`` (TRACK_METHOD, via inference.synchronise; not the default method, so
+that the training data never depends on a trained model) marks as speaking with a confidence of at
 least CONFIDENCE_THRESHOLD; when no track is that confident, the longest track (a low-confidence
 "speaking" pick is mostly noise, and a broken-up track would waste most of the clip).
 """
@@ -94,15 +95,19 @@ def load_clip_cache(path: str | Path) -> dict:
     return out
 
 
+TRACK_METHOD: str = "avcorr"
+"""The method whose speaking-track choice picks the cached track (training-free)."""
+
+
 def _choose_track(analysis, audio, fps: float):
     """The track to cache (see the module docstring); raises ClipSkipped when none is long."""
     from avsync.inference import CONFIDENCE_THRESHOLD, MIN_TRACK_FRAMES, synchronise
-    from avsync.models.registry import DEFAULT_METHOD, create_model
+    from avsync.models.registry import create_model
 
     long_tracks = [t for t in analysis.tracks if t.n_frames >= MIN_TRACK_FRAMES]
     if not long_tracks:
         raise ClipSkipped(f"no face track of {MIN_TRACK_FRAMES} frames or more")
-    results, _ = synchronise(analysis, audio, fps, create_model(DEFAULT_METHOD), drift=False)
+    results, _ = synchronise(analysis, audio, fps, create_model(TRACK_METHOD), drift=False)
     speaking = {r.track_id for r in results if r.speaking and r.confidence >= CONFIDENCE_THRESHOLD}
     candidates = [t for t in long_tracks if t.track_id in speaking] or long_tracks
     return max(candidates, key=lambda t: (t.n_frames, -t.track_id))

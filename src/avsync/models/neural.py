@@ -200,9 +200,13 @@ class PreparedClip:
 
 
 def valid_window_starts(valid: np.ndarray, frames: int, stride: int = 1) -> np.ndarray:
-    """(W,) int64 first frames of the windows of ``frames`` all-valid frames, every ``stride``."""
+    """(W,) int64 first frames of the windows of ``frames`` all-valid frames, every ``stride``
+    counted from the first valid window (so a short input whose first frame is invalid, as the
+    first lip-flow frame always is, still gets a window)."""
     if len(valid) < frames:
         return np.zeros(0, np.int64)
     ok = sliding_window_view(np.asarray(valid, bool), frames).all(1)
     starts = np.flatnonzero(ok)
-    return starts[starts % max(1, stride) == 0].astype(np.int64)
+    if len(starts) == 0:
+        return starts.astype(np.int64)
+    return starts[(starts - starts[0]) % max(1, stride) == 0].astype(np.int64)

@@ -72,7 +72,7 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
-DEFAULT_METHOD = "avcorr"
+DEFAULT_METHOD = "fused"
 
 
 def register_model(name: str, kind: str, description: str) -> Callable:
