@@ -48,10 +48,10 @@ def card(name: str, run: dict, meta: dict, row: str) -> str:
 {row}
 
 - **Limits**: trained on about six minutes of real video, so it is far weaker than the papers'
-  models (trained on hundreds of hours); the classical `avcorr` stays the default because it
-  measures better on held-out speakers. The confidence threshold (3.0) was calibrated on
-  `avcorr`; on the 14 held-out-speaker clips it calls no more mismatched audio reliable with this
-  model than with `avcorr` (docs/BENCHMARKS.md, "Confidence of the trained methods").
+  models (trained on hundreds of hours). The default method is `fused` (`avcorr` + `landmark`),
+  chosen on held-out speakers (README "Methods", docs/BENCHMARKS.md). The confidence threshold
+  (3.0) was calibrated on `avcorr`; docs/BENCHMARKS.md ("Confidence of the trained methods")
+  shows how it transfers to the trained methods on held-out speakers.
 """
 
 
