@@ -193,3 +193,17 @@ def test_fix_of_a_fixed_mpg(realclip, tmp_path: Path, suffix: str) -> None:
     avsync.fix(late, out, offset_ms=160)
     assert out.stat().st_size > 1000
     assert probe(out).has_video and probe(out).has_audio
+
+
+@pytest.mark.parametrize("method", ["syncnet", "landmark", "simmatrix", "c3", "vocalist"])
+def test_shipped_trained_methods_recover_the_example_shift(method: str,
+                                                           shifted_examples: dict[int, Path]) -> None:
+    """Every shipped trained model finds the planted shifts of the example clip end to end (the
+    shipped weights load and score a real file; held-out accuracy lives in docs/BENCHMARKS.md)."""
+    from avsync.models.trained import has_weights
+
+    if not has_weights(method):
+        pytest.skip(f"no {method} weights shipped")
+    for k in (-6, 4):
+        r = avsync.detect(shifted_examples[k], method=method, drift=False)
+        assert r.method == method and abs(r.offset_frames - k) <= TOL, (method, k, r.offset_frames)
