@@ -79,8 +79,10 @@ Command: `{info['command']}` — {info['date']}, {info['machine']}. Protocol: `a
 shifted cases (audio padded/trimmed by k in {info['shifts']} frames, search ±15) on the {info['n_clips']}
 validation clips of `src/avsync/data/realclips_split.jsonl` (11 speakers never seen in training),
 the same cases for every method; whole-clip cases run the full `detect` path with {info['nulls']}
-null rolls per case (same for all). Accuracies in %; "—" = not applicable (a 10-frame model has no
-5..9-frame context) or not measured (no GPU was lent). ms/frame: the sync model alone scoring 31
+null rolls per case (same for all). Accuracies in %; "—" = not measured (no GPU was lent). The
+10-frame lip-flow models (c3, c3_nosim, wlos) need 11 frames: their 5..9-frame columns hold no
+evidence (no window fits, the flat curve's argmax is the first shift) and read as "not applicable".
+ms/frame: the sync model alone scoring 31
 shifts for one track (batched, no caches); s per min: face analysis ({info['analysis_s_per_min']:.0f}
 s/min, the same for all) + scoring with 12 nulls and drift, on `{info['speed_clip'].split('/')[-1]}`.
 Evaluation took {info['eval_s'] / 60:.0f} min{info.get('reused', '')}.
