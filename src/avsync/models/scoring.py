@@ -17,6 +17,7 @@ Pair, offsets and regression outputs are cached by (first track frame id, audio 
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,8 +235,6 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
 
 def _shares_candidates(model: torch.nn.Module) -> bool:
     """True when a pair model's forward takes ``candidates`` (towers once per window)."""
-    import inspect
-
     return "candidates" in inspect.signature(model.forward).parameters
 
 

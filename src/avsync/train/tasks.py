@@ -283,6 +283,20 @@ def task_loss(model: torch.nn.Module, raw: torch.nn.Module, batch: Batch, task: 
     return loss, {"loss": loss.item(), "acc": acc.item()}
 
 
+def _shared_candidates(batch: Batch, task: TaskConfig, rows: int, rpf: int
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(audio (A*U, rows, mels): every distinct candidate window of each anchor group, idx (B, K)
+    long): window b's candidate k (shift k - max_shift) is ``audio[idx[b, k]]``. Member g of an
+    anchor starts ``g * group_stride`` frames after it, so its candidates start g * stride later."""
+    b, n_k, n_a, dev = batch.video.shape[0], task.n_candidates, batch.span.shape[0], batch.span.device
+    group = b // n_a
+    uniq = candidates(batch.span, rows, rpf)  # (A, U, rows, mels), shared by the group
+    first = (torch.arange(group, device=dev) * task.group_stride).repeat(n_a)  # (B,)
+    anchor = torch.arange(n_a, device=dev).repeat_interleave(group)  # (B,)
+    idx = anchor[:, None] * uniq.shape[1] + first[:, None] + torch.arange(n_k, device=dev)[None, :]
+    return uniq.flatten(0, 1), idx
+
+
 def _pair_pm_loss(model: torch.nn.Module, batch: Batch, task: TaskConfig, rows: int, rpf: int
                   ) -> tuple[torch.Tensor, dict[str, float]]:
     """Perfect Match for a pair classifier: the in-sync pair's logit competes in a softmax with
@@ -291,15 +305,9 @@ def _pair_pm_loss(model: torch.nn.Module, batch: Batch, task: TaskConfig, rows: 
     forward runs its audio encoder once per distinct audio window of the anchor group and
     only the fusion per pair. BCE on single pairs sat at ln 2, and 7 sampled negatives per
     window (the first version of this loss) at ln 8, for the whole of our CPU runs."""
-    b, c, n_k = batch.video.shape[0], task.max_shift, task.n_candidates
-    n_a, dev = batch.span.shape[0], batch.span.device
-    group = b // n_a
-    uniq = candidates(batch.span, rows, rpf)  # (A, U, rows, mels)
-    n_u = uniq.shape[1]
-    first = (torch.arange(group, device=dev) * task.group_stride).repeat(n_a)  # (B,)
-    anchor = torch.arange(n_a, device=dev).repeat_interleave(group)  # (B,)
-    idx = anchor[:, None] * n_u + first[:, None] + torch.arange(n_k, device=dev)[None, :]  # (B, K)
-    logits = model(batch.video, uniq.flatten(0, 1), candidates=idx)  # (B, K)
+    b, c, dev = batch.video.shape[0], task.max_shift, batch.span.device
+    uniq, idx = _shared_candidates(batch, task, rows, rpf)
+    logits = model(batch.video, uniq, candidates=idx)  # (B, K)
     logits = logits.masked_fill(near_mask(task, dev), float("-inf"))
     ce = F.cross_entropy(logits, torch.full((b,), c, device=dev), reduction="none")
     loss = _weighted(ce, batch.weight)
@@ -310,13 +318,10 @@ def _pair_pm_loss(model: torch.nn.Module, batch: Batch, task: TaskConfig, rows: 
 def _pm_loss(model: torch.nn.Module, raw: EmbeddingModel, batch: Batch, task: TaskConfig,
              rows: int, rpf: int) -> tuple[torch.Tensor, dict[str, float]]:
     """Perfect Match: softmax over every candidate's cosine (the group shares the audio)."""
-    b, c, n_k = batch.video.shape[0], task.max_shift, task.n_candidates
-    n_a, dev = batch.span.shape[0], batch.span.device
-    first = torch.arange(b // n_a, device=dev) * task.group_stride
-    uniq = candidates(batch.span, rows, rpf)  # (A, U, rows, mels), shared by the group
-    v, a = model(batch.video, uniq.flatten(0, 1))
-    a = a.view(n_a, uniq.shape[1], -1)[:, first[:, None] + torch.arange(n_k, device=dev)]
-    cos = torch.einsum("bd,bkd->bk", v, a.reshape(b, n_k, -1))
+    b, c, dev = batch.video.shape[0], task.max_shift, batch.span.device
+    uniq, idx = _shared_candidates(batch, task, rows, rpf)
+    v, a = model(batch.video, uniq)
+    cos = torch.einsum("bd,bkd->bk", v, a[idx])
     logits = (cos * raw.logit_scale).masked_fill(near_mask(task, dev), float("-inf"))
     ce = F.cross_entropy(logits, torch.full((b,), c, device=dev), reduction="none")
     loss = _weighted(ce, batch.weight)
