@@ -9,10 +9,11 @@ evaluate`` on the validation clips of ``src/avsync/data/realclips_split.jsonl`` 
 seen in training), the model speed is timed, and the section between the comparison markers of
 docs/BENCHMARKS.md is rewritten (plus runs/comparison.json).
 
-Cost on 2 CPU cores: the embedding and matrix models take minutes; a pair classifier (c3,
-vocalist) runs once per window and shift and the flow models (c3, wlos) run a 3D CNN per
-window, so on the 60 s validation clip each of them takes tens of minutes; the 2026-11-23 table
-left them out (`--methods`) because their training validation was at chance anyway.
+Cost on 2 CPU cores (``--workers 2``): the embedding, matrix and classical methods take a few
+minutes each; the pair classifiers and flow models (c3, c3_nosim, wlos, vocalist,
+vocalist_nosim) took 20 min together on 2026-12-01, two fusions with c3 another 14 min. Use
+``--reuse-cases`` to evaluate only methods not yet in runs/comparison_cases.json and
+``--reuse-speeds`` to keep earlier timings (timings on a shared 2-core machine vary by up to 2x).
 """
 
 from __future__ import annotations
@@ -56,13 +57,21 @@ classifiers train with the multi-way "pm" loss over every shift |k| >= 2 of each
 ln 2, with 7 sampled negatives at ln 8 (docs/BENCHMARKS.md). ``c3_nosim`` / ``vocalist_nosim``
 are the papers' heads under the same loss (the ablation)."""
 
+TABLE: tuple[str, ...] = ("syncnet", "landmark", "simmatrix", "c3", "c3_nosim", "wlos", "vocalist",
+                          "vocalist_nosim", "fused", "fused_c3", "landmark_c3")
+"""The rows after the classical ones (docs/BENCHMARKS.md). The fusions (``models/fusion.py``)
+have no run of their own: they use their members' shipped weights."""
+
+SCRATCH = ("`python benchmarks/compare.py --workers 2 --cache cache/eval_val` (every row of the table, "
+           "about an hour on 2 cores)")
+
 
 def train_all(names: list[str], steps: int, device: str, extra: list[str]) -> None:
     """Train each run in turn (``landmark`` needs cache/train_offsets.json from
     benchmarks/label_offsets.py; made first when missing)."""
     if "landmark" in names and not (ROOT / "cache" / "train_offsets.json").is_file():
         subprocess.run([sys.executable, "benchmarks/label_offsets.py"], cwd=ROOT, check=True)
-    for name in names:
+    for name in [n for n in names if n in RECIPES]:
         cmd = [sys.executable, "benchmarks/train.py", "--eval-every", "100", "--patience", "6",
                "--steps", str(steps), "--preset", "small", *RECIPES[name], "--device", device,
                "--out", f"runs/{name}", *extra]  # later options win: the recipe's over the defaults
@@ -120,31 +129,40 @@ def speed_case(manifest: Path) -> tuple:
     return analysis, analyse_audio(path), info.fps, per_min, path
 
 
+def _model_timing(model: torch.nn.Module, ninp, device: str) -> float:
+    """Best of 2: ms per video frame of one model scoring 31 shifts (stride 1, batched, no caches)."""
+    from avsync.models.scoring import NeuralSyncMethod
+
+    model = model.to(device)
+    best = np.inf
+    for _ in range(2):
+        t0 = time.perf_counter()
+        NeuralSyncMethod(model, device=device, batch_size=1024).score(ninp, np.arange(-15, 16))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    model.to("cpu")
+    return 1000 * best / ninp.n_frames
+
+
 def model_speed(spec: str, case: tuple, device: str) -> dict[str, float]:
-    """Parameters, ms per video frame of the sync model alone (31 shifts, stride 1, batched, no
-    caches) on ``device``; on CPU also the scoring seconds per minute of video (all tracks,
-    12 nulls, drift) and the end-to-end seconds per minute (face analysis + scoring)."""
+    """Parameters, ms per video frame of the sync model(s) alone (31 shifts, stride 1, batched, no
+    caches; a fusion: the sum over its trained members) on ``device``; on CPU also the scoring
+    seconds per minute of video (all tracks, 12 nulls, drift) and the end-to-end seconds per
+    minute (face analysis + scoring)."""
     from avsync.inference import synchronise, track_input
     from avsync.models.registry import create_model
-    from avsync.models.scoring import NeuralSyncMethod
     from avsync.models.syncnet import count_parameters
 
     analysis, audio, fps, analysis_per_min, _ = case
     minutes = (analysis.frame_times_s[-1] - analysis.frame_times_s[0] + 1 / fps) / 60
     out: dict[str, float] = {}
     method = create_model(spec)
-    if hasattr(method, "model"):
-        model = method.model.to(device)
+    trained = [m.model for m in getattr(method, "members", [method]) if hasattr(m, "model")]
+    if trained:
         ninp = track_input(max(analysis.tracks, key=lambda t: t.n_frames), audio, fps).neural
-        best = np.inf
-        for _ in range(2):
-            t0 = time.perf_counter()
-            NeuralSyncMethod(model, device=device, batch_size=1024).score(ninp, np.arange(-15, 16))
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t0)
-        out.update(params=count_parameters(model), **{f"ms_per_frame_{device}": 1000 * best / ninp.n_frames})
-        method.model.to("cpu")
+        out.update(params=sum(count_parameters(m) for m in trained),
+                   **{f"ms_per_frame_{device}": sum(_model_timing(m, ninp, device) for m in trained)})
     if device == "cpu":
         t0 = time.perf_counter()
         synchronise(analysis, audio, fps, create_model(spec), drift=True)
@@ -165,12 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nulls", type=int, default=4, help="null rolls per whole-clip case (all methods)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--shifts", default="-15..15..3", help="planted shifts (frames), the same for all")
-    ap.add_argument("--methods", default=",".join(RECIPES), help="neural runs to include")
+    ap.add_argument("--methods", default=",".join(TABLE), help="rows besides the classical ones")
     ap.add_argument("--train-args", default="", help="extra arguments for benchmarks/train.py")
     ap.add_argument("--cache", type=Path, default=ROOT / "cache" / "eval", help="face-analysis cache")
     ap.add_argument("--reuse-cases", action="store_true",
                     help="keep the cases of runs/comparison_cases.json for methods already in it "
                          "(same checkpoint path or name) and evaluate only the others")
+    ap.add_argument("--reuse-speeds", action="store_true",
+                    help="keep the timings of runs/comparison.json for methods already timed there")
     args = ap.parse_args(argv)
     names = [n for n in args.methods.split(",") if n]
     if args.train or args.train_only:
@@ -178,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_only:
         return 0
     from avsync.evaluation.protocol import evaluate
+    from avsync.models.registry import create_model
 
     manifest = val_manifest(args.clips, ROOT / "runs" / "val_clips.jsonl")
     specs = method_specs(names)
@@ -196,10 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         cases_json.write_text(json.dumps(old + json.loads(new_json.read_text())))
         new_json.unlink()
     eval_s = time.perf_counter() - t0
+    old_speeds = {}
+    if args.reuse_speeds and (ROOT / "runs" / "comparison.json").is_file():
+        old_speeds = json.loads((ROOT / "runs" / "comparison.json").read_text()).get("speeds", {})
     case = speed_case(manifest)
-    speeds = {name: {**model_speed(spec, case, "cpu"),
-                     **(model_speed(spec, case, "cuda") if torch.cuda.is_available() else {})}
-              for name, spec in specs.items()}
+    gpu = torch.cuda.is_available()
+    speeds = {name: old_speeds.get(name) or {
+        **model_speed(spec, case, "cpu"), **(model_speed(spec, case, "cuda") if gpu else {})}
+        for name, spec in specs.items()}
     runs = {n: json.loads((ROOT / "runs" / n / "run.json").read_text())
             for n in specs if (ROOT / "runs" / n / "run.json").is_file()}
     cases = json.loads(cases_json.read_text())
@@ -208,18 +233,29 @@ def main(argv: list[str] | None = None) -> int:
         c["method"] = by_spec.get(c["method"], c["method"])
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, " + (
         torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
+    min_frames = {n: int(getattr(create_model(spec), "min_frames", 1)) for n, spec in specs.items()}
     text = render(cases, list(specs), speeds, runs, {
         "command": "python " + " ".join(["benchmarks/compare.py", *(argv or sys.argv[1:])]),
         "date": datetime.date.today().isoformat(), "machine": machine, "eval_s": eval_s,
         "n_clips": len(manifest.read_text().splitlines()), "nulls": args.nulls, "shifts": args.shifts,
         "speed_clip": str(case[4]), "analysis_s_per_min": case[3],
-        "reused": (f" (the last invocation; the cases of {len(specs) - len(todo)} methods came from "
-                   "earlier ones, same protocol)") if len(todo) < len(specs) else ""})
+        "eval_text": eval_text(eval_s, len(todo), len(specs))}, min_frames)
     (ROOT / "runs" / "comparison.json").write_text(json.dumps(
         {"speeds": speeds, "runs": runs, "papers": PAPERS}, indent=1, default=str))
     write_section(ROOT / "docs" / "BENCHMARKS.md", text)
     print(text)
     return 0
+
+
+def eval_text(eval_s: float, n_evaluated: int, n_methods: int) -> str:
+    """The report's sentence on how long the evaluation took and which cases were reused."""
+    if n_evaluated == 0:
+        return ("Every method's cases came from earlier invocations of the same protocol (`--reuse-cases`); "
+                f"from scratch: {SCRATCH}.")
+    reused = n_methods - n_evaluated
+    tail = f" (the other {reused} methods' cases came from earlier ones, same protocol)" if reused else ""
+    return f"Evaluating {n_evaluated} methods took {eval_s / 60:.0f} min{tail}" + (
+        f"; from scratch: {SCRATCH}." if reused else ".")
 
 
 def write_section(doc: Path, text: str, name: str = "comparison") -> None:

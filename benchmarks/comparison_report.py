@@ -47,7 +47,10 @@ def summarise(cases: list[dict]) -> dict[str, float]:
     return out
 
 
-def render(cases: list[dict], names: list[str], speeds: dict, runs: dict, info: dict) -> str:
+def render(cases: list[dict], names: list[str], speeds: dict, runs: dict, info: dict,
+           min_frames: dict[str, int] | None = None) -> str:
+    """min_frames: shortest input each method can score; shorter context columns read "n/a"."""
+    min_frames = min_frames or {}
     per: dict[str, list[dict]] = defaultdict(list)
     for c in cases:
         per[c["method"]].append(c)
@@ -59,7 +62,8 @@ def render(cases: list[dict], names: list[str], speeds: dict, runs: dict, info: 
         s, sp = summarise(per[n]), speeds.get(n, {})
         params = f"{sp['params'] / 1000:.0f}k" if "params" in sp else "0 (training-free)"
         rows.append("| " + " | ".join([
-            n, params, *[_fmt(s.get(f"acc1_{c}")) for c in CONTEXTS], _fmt(s.get("acc1_whole")),
+            n, params, *[_fmt(s.get(f"acc1_{c}")) if c >= min_frames.get(n, 1) else "n/a" for c in CONTEXTS],
+            _fmt(s.get("acc1_whole")),
             _fmt(s.get("acc2_whole")), _fmt(s.get("mae"), pct=False, digits=2),
             _fmt(s.get("consistency")), _fmt(sp.get("ms_per_frame_cpu"), pct=False, digits=2),
             _fmt(sp.get("ms_per_frame_cuda"), pct=False, digits=3),
@@ -79,13 +83,13 @@ Command: `{info['command']}` — {info['date']}, {info['machine']}. Protocol: `a
 shifted cases (audio padded/trimmed by k in {info['shifts']} frames, search ±15) on the {info['n_clips']}
 validation clips of `src/avsync/data/realclips_split.jsonl` (11 speakers never seen in training),
 the same cases for every method; whole-clip cases run the full `detect` path with {info['nulls']}
-null rolls per case (same for all). Accuracies in %; "—" = not measured (no GPU was lent). The
-10-frame lip-flow models (c3, c3_nosim, wlos) need 11 frames: their 5..9-frame columns hold no
-evidence (no window fits, the flat curve's argmax is the first shift) and read as "not applicable".
+null rolls per case (same for all). Accuracies in %; "—" = not measured (no GPU was lent); "n/a" =
+the method cannot score so short an input (the 10-frame lip-flow models c3 and wlos need 11 frames;
+a fusion with c3 then runs on its other members).
 ms/frame: the sync model alone scoring 31
 shifts for one track (batched, no caches); s per min: face analysis ({info['analysis_s_per_min']:.0f}
 s/min, the same for all) + scoring with 12 nulls and drift, on `{info['speed_clip'].split('/')[-1]}`.
-Evaluation took {info['eval_s'] / 60:.0f} min{info.get('reused', '')}.
+{info['eval_text']}
 
 {chr(10).join(rows)}
 

@@ -18,6 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
+def default_method() -> tuple[str, str]:
+    """(the registry's default method, what it is made of) for the cards' Limits line."""
+    from avsync.models.registry import DEFAULT_METHOD, create_model
+
+    members = getattr(create_model(DEFAULT_METHOD), "members", None)
+    desc = " + ".join(f"`{m.name}`" for m in members) + ", curves fused" if members else "one method"
+    return DEFAULT_METHOD, desc
+
+
 def card(name: str, run: dict, meta: dict, row: str) -> str:
     best = run.get("best", {})
     moves = [m for m in run.get("label_moves", []) if m]
@@ -25,6 +34,7 @@ def card(name: str, run: dict, meta: dict, row: str) -> str:
     preset = meta.get("preset", args.get("preset", ""))
     recipe = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items() if v not in ("None", "False"))
     loss = json.loads(meta.get("task", "{}")).get("loss", "?")
+    default, default_desc = default_method()
     return f"""# Model card: `{name}`
 
 - **Family**: `{meta['method']}` ({preset} preset), {run.get('parameters')} parameters,
@@ -48,7 +58,7 @@ def card(name: str, run: dict, meta: dict, row: str) -> str:
 {row}
 
 - **Limits**: trained on about six minutes of real video, so it is far weaker than the papers'
-  models (trained on hundreds of hours). The default method is `fused` (`avcorr` + `landmark`),
+  models (trained on hundreds of hours). The default method is `{default}` ({default_desc}),
   chosen on held-out speakers (README "Methods", docs/BENCHMARKS.md). The confidence threshold
   (3.0) was calibrated on `avcorr`; docs/BENCHMARKS.md ("Confidence of the trained methods")
   shows how it transfers to the trained methods on held-out speakers.

@@ -66,3 +66,13 @@ def test_fusion_weights_and_missing_member():
     assert int(np.argmax(m.score(None, SHIFTS))) == 5
     m._members = [_Fixed(np.full(31, np.nan))] * 2
     assert np.isnan(m.score(None, SHIFTS)).all()
+
+
+def test_fusion_min_frames_is_its_most_lenient_member():
+    m = FusedMethod(FusionConfig(members=("avcorr", "qmi"), weights=(1.0, 1.0)))
+    long_member = _Fixed(np.zeros(31))
+    long_member.min_frames = 11
+    m._members = [m._members[0], long_member]
+    assert m.min_frames == 1  # the classical member scores any input; the other then adds nothing
+    m._members = [long_member, long_member]
+    assert m.min_frames == 11

@@ -312,3 +312,15 @@ def test_valid_window_starts_stride_counts_from_the_first_valid_window():
     assert valid_window_starts(long, 5, 4).tolist() == [3, 7, 11, 15, 19, 23]
     assert valid_window_starts(np.zeros(12, bool), 10, 4).size == 0
     assert valid_window_starts(np.ones(4, bool), 5, 1).size == 0
+
+
+@pytest.mark.parametrize("method,frames", [("syncnet", 5), ("c3", 11)])
+def test_min_frames_is_the_shortest_scorable_input(cache, method, frames):
+    """``min_frames`` (what the comparison table marks "n/a" below) matches what scores: a lip-flow
+    model needs one frame more than its window, the first flow frame having no motion."""
+    scorer = NeuralSyncMethod(build_model(method, "debug"), name=method)
+    assert scorer.min_frames == frames
+    ninp = _neural_input(cache["val"][0], 0)
+    assert np.isfinite(scorer.score(ninp.window(0, frames), SHIFTS)).any()
+    short = scorer.score(ninp.window(0, frames - 1), SHIFTS)
+    assert not (np.isfinite(short) & (short != 0)).any()

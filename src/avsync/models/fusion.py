@@ -63,6 +63,16 @@ class FusedMethod:
     def needs_neural(self) -> bool:
         return any(getattr(m, "needs_neural", False) for m in self._members)
 
+    @property
+    def members(self) -> list[Any]:
+        """The member methods, in ``config.members`` order."""
+        return list(self._members)
+
+    @property
+    def min_frames(self) -> int:
+        """Shortest input any member can score (the others then contribute nothing)."""
+        return min(getattr(m, "min_frames", 1) for m in self._members)
+
     def score(self, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray:
         total, used = np.zeros(len(shifts_frames)), 0
         for member, w in zip(self._members, self.config.weights, strict=True):
@@ -74,3 +84,13 @@ class FusedMethod:
 
 register_model("fused", "fusion",
                "avcorr + landmark: both methods' standardised shift curves summed")(FusedMethod)
+
+
+@register_model("fused_c3", "fusion", "avcorr + landmark + c3: three standardised shift curves summed")
+def _fused_c3() -> FusedMethod:
+    return FusedMethod(FusionConfig(("avcorr", "landmark", "c3"), (1.0, 1.0, 1.0)), name="fused_c3")
+
+
+@register_model("landmark_c3", "fusion", "landmark + c3: two trained methods' standardised curves summed")
+def _landmark_c3() -> FusedMethod:
+    return FusedMethod(FusionConfig(("landmark", "c3"), (1.0, 1.0)), name="landmark_c3")

@@ -72,7 +72,7 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
-DEFAULT_METHOD = "fused"
+DEFAULT_METHOD = "landmark_c3"
 
 
 def register_model(name: str, kind: str, description: str) -> Callable:

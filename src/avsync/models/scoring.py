@@ -327,6 +327,12 @@ class NeuralSyncMethod:
     def output(self) -> str:
         return getattr(self.model, "output", "embedding")
 
+    @property
+    def min_frames(self) -> int:
+        """Shortest input (frames) that holds one window: the model's frames, plus the first
+        lip-flow frame, which has no motion yet (kind "flow")."""
+        return int(self.model.config.frames) + (self.kind == "flow")
+
     def _prepare(self, ninp: NeuralInput) -> PreparedClip:
         """The clip in model units, reusing the prepared audio and the caches while the same
         log-mel (the same array object) and the same track (``root``) are scored again."""
