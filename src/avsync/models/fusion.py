@@ -11,6 +11,12 @@ Motivation (docs/BENCHMARKS.md): the training-free ``avcorr`` reads mouth-openin
 against 1-3 kHz energy, the trained ``landmark`` model reads lip shape sequences against the
 log-mel; their errors are not the same, and before issue 3 fusing them helped short windows
 most.
+
+Registered fusions: ``fused`` (avcorr + landmark), ``fused_c3`` (+ c3) and ``landmark_c3``
+(landmark + c3, the registry's default since the 2026-12-01 comparison: the best ±2, shift
+consistency and 15-frame accuracy on held-out speakers, and no foreign-audio clip called
+reliable; docs/BENCHMARKS.md). C3 needs 11 frames, so shorter inputs are scored by the other
+members alone.
 """
 
 from __future__ import annotations
