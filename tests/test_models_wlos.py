@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from avsync.face.flow import FLOW_CLIP, FLOW_SCALE, flow_valid, normalise_flow, vertical_flow
+from avsync.face.flow import FLOW_CLIP, FLOW_SCALE, flow_valid, normalise_flow, reuse_flow, vertical_flow
 from avsync.models.syncnet import count_parameters
 from avsync.models.wlos import C3, WLOS, WLOSConfig, dct_matrix
 
@@ -65,6 +65,20 @@ def test_normalise_flow() -> None:
     out = normalise_flow(flow)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, [0, 1, -2, FLOW_CLIP, -FLOW_CLIP, 0])
+
+
+def test_reuse_flow_equals_fresh_flow_of_windows_and_rolls() -> None:
+    """The scorer computes a track's flow once; a window or a null roll of it reuses it and only
+    recomputes the roll's seam: the result must be what Farneback gives on those crops."""
+    rng = np.random.default_rng(0)
+    base = cv2.resize(rng.integers(0, 255, (12, 12)).astype(np.uint8), (48, 48))
+    mouth = np.stack([np.roll(base, int(3 * np.sin(t / 2)), axis=0) for t in range(30)])
+    root = normalise_flow(vertical_flow(mouth))
+    assert np.abs(root).max() > 0.1  # there is motion to get wrong
+    ids = np.arange(30)
+    for sub in (ids[5:17], np.roll(ids, 11), np.roll(ids[3:20], -4), ids[:1]):
+        np.testing.assert_array_equal(reuse_flow(root, sub, mouth[sub]),
+                                      normalise_flow(vertical_flow(mouth[sub])))
 
 
 # ----------------------------------------------------------------------------- models

@@ -90,6 +90,28 @@ def vertical_flow(mouth: np.ndarray, size: int = FLOW_SIZE) -> np.ndarray:
     return out
 
 
+def reuse_flow(root_flow: np.ndarray, ids: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """``normalise_flow(vertical_flow(mouth))`` for crops cut or rolled from a track whose
+    normalised flow is already known, without running Farneback again.
+
+    root_flow: (N, size, size) normalised flow of the whole track; ids: (T,) index in the track
+    of each of the T frames of ``mouth`` (T, H, W). Frame i whose predecessor is the track's
+    previous frame (ids[i] == ids[i-1] + 1) takes the track's flow; the others (a roll's seam)
+    are computed from the two crops; frame 0 is zeros. Identical to computing it afresh, since
+    the flow of frame t depends only on crops t - 1 and t.
+    """
+    ids = np.asarray(ids, np.int64)
+    out = np.zeros((len(ids), *root_flow.shape[1:]), np.float32)
+    if len(ids) < 2:
+        return out
+    follows = np.zeros(len(ids), bool)
+    follows[1:] = ids[1:] == ids[:-1] + 1
+    out[follows] = root_flow[ids[follows]]
+    for i in np.flatnonzero(~follows[1:]) + 1:
+        out[i] = normalise_flow(vertical_flow(mouth[i - 1:i + 1], root_flow.shape[1]))[1]
+    return out
+
+
 def flow_valid(valid: np.ndarray) -> np.ndarray:
     """(T,) bool: frame t's flow is valid when frames t - 1 and t both are; frame 0 never is."""
     valid = np.asarray(valid, bool)

@@ -161,11 +161,12 @@ class PreparedClip:
                     lips: np.ndarray | None = None, blend: np.ndarray | None = None,
                     valid: np.ndarray | None = None, name: str = "",
                     lip_norm: tuple[np.ndarray, np.ndarray] | None = None,
-                    audio: np.ndarray | None = None) -> PreparedClip:
+                    audio: np.ndarray | None = None, flow: np.ndarray | None = None) -> PreparedClip:
         """Preprocess one clip's arrays (see NeuralInput for shapes and units).
 
         lip_norm: lip feature (mean, std) to use instead of this clip's; audio: the already
-        prepared frame-clock audio of this log-mel (skips standardising it again).
+        prepared frame-clock audio of this log-mel (skips standardising it again); flow: the
+        already computed normalised lip flow of these crops (kind "flow"; skips Farneback).
         """
         t = len(frame_times_s)
         valid = np.ones(t, bool) if valid is None else np.asarray(valid, bool)
@@ -178,7 +179,7 @@ class PreparedClip:
                 raise AvsyncError("this model needs mouth crops (T, 48, 48) to compute lip flow")
             from avsync.face.flow import flow_valid, normalise_flow, vertical_flow
 
-            visual = normalise_flow(vertical_flow(np.asarray(mouth, np.uint8)))
+            visual = normalise_flow(vertical_flow(np.asarray(mouth, np.uint8))) if flow is None else flow
             valid = valid & flow_valid(valid)
         elif kind == "lips":
             if lips is None or blend is None:
@@ -192,11 +193,11 @@ class PreparedClip:
                    audio_start_rows(frame_times_s, audio_start_s, fps), name)
 
     @classmethod
-    def from_input(cls, kind: str, ninp: NeuralInput, audio: np.ndarray | None = None
-                   ) -> PreparedClip:
+    def from_input(cls, kind: str, ninp: NeuralInput, audio: np.ndarray | None = None,
+                   flow: np.ndarray | None = None) -> PreparedClip:
         return cls.from_arrays(kind, ninp.fps, ninp.frame_times_s, ninp.logmel, ninp.audio_start_s,
                                ninp.mouth, ninp.lips, ninp.blend, ninp.valid,
-                               lip_norm=ninp.lip_stats, audio=audio)
+                               lip_norm=ninp.lip_stats, audio=audio, flow=flow)
 
 
 def valid_window_starts(valid: np.ndarray, frames: int, stride: int = 1) -> np.ndarray:

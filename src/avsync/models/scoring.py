@@ -28,6 +28,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from avsync.errors import AvsyncError
+from avsync.face.flow import normalise_flow, reuse_flow, vertical_flow
 from avsync.models.neural import NeuralInput, PreparedClip, valid_window_starts, visual_tensor
 from avsync.models.syncnet import EmbeddingModel
 
@@ -303,6 +304,7 @@ class NeuralSyncMethod:
     _audio_cache: dict[int, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
     _video_root: Any = field(default=None, init=False, repr=False)
     _video_cache: dict[int, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+    _root_flow: np.ndarray | None = field(default=None, init=False, repr=False)
     _out_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
@@ -344,7 +346,13 @@ class NeuralSyncMethod:
             self._out_cache = {}
         if self._video_root is not root:
             self._video_root, self._video_cache, self._out_cache = root, {}, {}
-        clip = PreparedClip.from_input(self.kind, ninp, audio=self._audio)
+            self._root_flow = None
+        flow = None
+        if self.kind == "flow" and ninp.mouth is not None and root.mouth is not None:
+            if self._root_flow is None:  # the track's flow once; windows and null rolls reuse it
+                self._root_flow = normalise_flow(vertical_flow(np.asarray(root.mouth, np.uint8)))
+            flow = reuse_flow(self._root_flow, ninp.ids(), ninp.mouth)
+        clip = PreparedClip.from_input(self.kind, ninp, audio=self._audio, flow=flow)
         self._audio = clip.audio
         return clip
 
