@@ -324,3 +324,30 @@ def test_min_frames_is_the_shortest_scorable_input(cache, method, frames):
     assert np.isfinite(scorer.score(ninp.window(0, frames), SHIFTS)).any()
     short = scorer.score(ninp.window(0, frames - 1), SHIFTS)
     assert not (np.isfinite(short) & (short != 0)).any()
+
+
+class _PairwiseOnly(torch.nn.Module):
+    """A pair model seen without its towers split: the scorer must fall back to one forward per
+    (window, shift) pair."""
+
+    output = "pair"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.config, self.visual_kind = model, model.config, model.visual_kind
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return self.inner(video, audio)
+
+
+def test_pair_tower_caches_equal_pairwise_scoring(cache):
+    """C3's tower features cached across windows and null rolls (one warm scorer) give the scores
+    of running every pair through the whole model."""
+    model = build_model("c3", "debug").eval()
+    warm = NeuralSyncMethod(model, name="c3", stride=4)
+    ninp = _neural_input(cache["val"][0], 3)
+    for derived in (ninp, ninp.window(10, 80), ninp.rolled(37), ninp.rolled(-5), ninp.window(5, 60).rolled(9)):
+        plain = NeuralSyncMethod(_PairwiseOnly(model), name="c3", stride=4).score(derived, SHIFTS)
+        assert np.isfinite(plain).all() and np.ptp(plain) > 0
+        np.testing.assert_allclose(warm.score(derived, SHIFTS), plain, atol=1e-5)
+    assert any(k[0] == "v" for k in warm._out_cache) and any(k[0] == "a" for k in warm._out_cache)

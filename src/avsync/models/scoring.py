@@ -17,7 +17,6 @@ Pair, offsets and regression outputs are cached by (first track frame id, audio 
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from avsync.errors import AvsyncError
 from avsync.face.flow import normalise_flow, reuse_flow, vertical_flow
 from avsync.models.neural import NeuralInput, PreparedClip, valid_window_starts, visual_tensor
+from avsync.models.pair_scoring import batched, pairs_shared, pairs_towers, shares_candidates
 from avsync.models.syncnet import EmbeddingModel
 
 OUTPUT_KINDS: tuple[str, ...] = ("embedding", "pair", "offsets", "regression")
@@ -188,10 +188,14 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
                 keys = [(int(ids[starts[w]]), int(aq[w, k])) for w, k in zip(w_idx, k_idx, strict=True)]
 
                 def run_pairs(sel: np.ndarray) -> list[float]:
-                    if _shares_candidates(model):
-                        return _pairs_shared(model, views, a_views, starts, aq, w_idx[sel], k_idx[sel],
+                    if hasattr(model, "pair_head"):
+                        win_ids = np.where(consecutive, ids[starts], -1)
+                        return pairs_towers(model, views, a_views, starts, aq, w_idx[sel], k_idx[sel],
+                                             clip.kind, device, batch_size, cache, win_ids)
+                    if shares_candidates(model):
+                        return pairs_shared(model, views, a_views, starts, aq, w_idx[sel], k_idx[sel],
                                              clip.kind, device, batch_size)
-                    return _batched(model, views[starts[w_idx[sel]]], a_views[aq[w_idx[sel], k_idx[sel]]],
+                    return batched(model, views[starts[w_idx[sel]]], a_views[aq[w_idx[sel], k_idx[sel]]],
                                     clip.kind, device, batch_size, torch.sigmoid)
 
                 vals = _cached_outputs(keys, consecutive[w_idx], cache, run_pairs)
@@ -202,7 +206,7 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
                 keys = [(int(ids[starts[w]]), int(q[w])) for w in w_idx]
 
                 def run_reg(sel: np.ndarray) -> list[float]:
-                    return _batched(model, views[starts[w_idx[sel]]], a_views[q[w_idx[sel]]],
+                    return batched(model, views[starts[w_idx[sel]]], a_views[q[w_idx[sel]]],
                                     clip.kind, device, batch_size, lambda x: x)
 
                 preds = np.asarray(_cached_outputs(keys, consecutive[w_idx], cache, run_reg), np.float64)
@@ -218,7 +222,7 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
                 s_views = sliding_window_view(clip.audio, span, axis=0).transpose(0, 2, 1)
 
                 def run_offsets(sel: np.ndarray) -> list[np.ndarray]:
-                    return _batched(model, views[starts[w_idx[sel]]], s_views[q0[w_idx[sel]]],
+                    return batched(model, views[starts[w_idx[sel]]], s_views[q0[w_idx[sel]]],
                                     clip.kind, device, batch_size,
                                     lambda x: torch.log_softmax(x, dim=-1), rows_out=True)
 
@@ -232,43 +236,6 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
     finally:
         model.train(was_training)
     return starts, scores
-
-
-def _shares_candidates(model: torch.nn.Module) -> bool:
-    """True when a pair model's forward takes ``candidates`` (towers once per window)."""
-    return "candidates" in inspect.signature(model.forward).parameters
-
-
-def _pairs_shared(model: torch.nn.Module, views: np.ndarray, a_views: np.ndarray, starts: np.ndarray,
-                  aq: np.ndarray, ws: np.ndarray, ks: np.ndarray, kind: str,
-                  device: torch.device | str, batch_size: int) -> list[float]:
-    """sigmoid(logit) of the pairs (window ws[i], shift ks[i]) through the ``candidates`` forward:
-    for each chunk of windows, every distinct audio window is encoded once and each window is
-    paired with all of its shifts (the pairs not asked for are computed and dropped)."""
-    uw, inv_w = np.unique(ws, return_inverse=True)
-    rows = np.clip(aq[uw], 0, len(a_views) - 1)  # (W', K); out-of-range shifts are never read
-    per = max(1, batch_size // rows.shape[1])
-    out = np.zeros(rows.shape, np.float64)
-    for i in range(0, len(uw), per):
-        ua, inv = np.unique(rows[i:i + per], return_inverse=True)
-        v = visual_tensor(np.ascontiguousarray(views[starts[uw[i:i + per]]]), kind, device)
-        a = torch.from_numpy(np.ascontiguousarray(a_views[ua], dtype=np.float32)).to(device)
-        idx = torch.from_numpy(inv.reshape(rows[i:i + per].shape).astype(np.int64)).to(device)
-        out[i:i + per] = torch.sigmoid(model(v, a, candidates=idx)).detach().float().cpu().numpy()
-    return out[inv_w, ks].tolist()
-
-
-def _batched(model: torch.nn.Module, video: np.ndarray, audio: np.ndarray, kind: str,
-             device: torch.device | str, batch_size: int, post: Any, rows_out: bool = False
-             ) -> list[Any]:
-    """Run ``model(video, audio)`` in batches; a list of floats (or of (K,) rows)."""
-    out: list[Any] = []
-    for i in range(0, len(video), batch_size):
-        v = visual_tensor(np.ascontiguousarray(video[i:i + batch_size]), kind, device)
-        a = torch.from_numpy(np.ascontiguousarray(audio[i:i + batch_size], dtype=np.float32)).to(device)
-        y = post(model(v, a)).float().cpu().numpy()
-        out.extend(list(y) if rows_out else y.tolist())
-    return out
 
 
 def window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frames: np.ndarray,

@@ -304,11 +304,25 @@ class C3(_TwoTowers):
         """
         if candidates is None:
             self._check(video, audio)
-            vf, af = self.video(video), self.audio(audio)
-        else:
-            self._check(video, audio, paired=False)
-            vf = self.video(video)[:, None].expand(-1, candidates.shape[1], -1)
-            af = self.audio(audio)[candidates]  # (B, K, d)
+            return self._head(self.video(video), self.audio(audio))
+        self._check(video, audio, paired=False)
+        return self.pair_head(self.video(video), self.audio(audio), candidates)
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, frames, 32, 32) -> (B, feature_dim): the flow tower alone (scorers cache it)."""
+        return self.video(video)
+
+    def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """(U, rows, 40) -> (U, feature_dim): the MFCC tower alone (scorers cache it)."""
+        return self.audio(audio)
+
+    def pair_head(self, vf: torch.Tensor, af: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Tower features vf (B, d), af (U, d) and candidates (B, K) indices into af -> (B, K)
+        logits; ``forward(v, a, candidates)`` is ``pair_head(encode_video(v), encode_audio(a),
+        candidates)``."""
+        return self._head(vf[:, None].expand(-1, candidates.shape[1], -1), af[candidates])
+
+    def _head(self, vf: torch.Tensor, af: torch.Tensor) -> torch.Tensor:
         logit = self.fusion(torch.cat([vf, af], dim=-1)).squeeze(-1)
         if self.similarity is not None:
             logit = logit + self.similarity(vf, af)
