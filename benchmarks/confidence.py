@@ -7,6 +7,7 @@ the share of matched clips called reliable and of mismatched clips wrongly calle
 
     python benchmarks/confidence.py [--clips ../shared/data/realclips] [--method avcorr]
         [--split val]   # only the held-out speakers of the realclips split (for trained methods)
+        [--mismatch all]   # every video against every other speaker's audio, not one pair per clip
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def held_out(clips: list, split: str) -> list:
     return [c for c in clips if any(c.path.as_posix().endswith("/" + k) for k in keep)]
 
 
-def run(clips_spec: Path, method: str, cache: Path, split: str = "all") -> str:
+def run(clips_spec: Path, method: str, cache: Path, split: str = "all", mismatch: str = "next") -> str:
+    """mismatch: "next" = each video with the audio of the next clip of another speaker (one pair
+    per clip); "all" = each video with the audio of every clip of another speaker."""
     from avsync.models.registry import needs_neural
 
     clips = held_out(load_clips(clips_spec), split)
@@ -59,20 +62,16 @@ def run(clips_spec: Path, method: str, cache: Path, split: str = "all") -> str:
             audios.append(load_audio(c.path))
     matched, mismatched = [], []
     n = len(analyses)
-    for i, (clip, a) in enumerate(analyses):
+    for i, (_, a) in enumerate(analyses):
         feats = audio_features(audios[i].samples, audios[i].start_s)
         matched.append(synchronise(a, feats, a.fps, model, drift=False)[1].confidence)
-        # the next clip of another speaker provides unrelated speech of similar style
-        for d in range(1, n):
-            j = (i + d) % n
-            if analyses[j][0].speaker != clip.speaker:
-                break
-        other = audios[j]
-        feats = audio_features(other.samples, audios[i].start_s)
-        mismatched.append(synchronise(a, feats, a.fps, model, drift=False)[1].confidence)
+        for j in _foreign(analyses, i, mismatch):
+            feats = audio_features(audios[j].samples, audios[i].start_s)
+            mismatched.append(synchronise(a, feats, a.fps, model, drift=False)[1].confidence)
     m, mm = np.array(matched), np.array(mismatched)
-    lines = [f"Method `{method}`, {n} real clips ({split}), matched = own audio, mismatched = audio of "
-             f"another speaker's clip. {platform.machine()}, Python {platform.python_version()}, "
+    which = "every clip of another speaker" if mismatch == "all" else "another speaker's clip"
+    lines = [f"Method `{method}`, {n} real clips ({split}), matched = own audio, {len(mm)} mismatched = "
+             f"audio of {which}. {platform.machine()}, Python {platform.python_version()}, "
              f"{datetime.date.today().isoformat()}.", "",
              f"AUC (matched vs mismatched): **{auc(m, mm):.3f}**; median confidence matched "
              f"{np.median(m):.2f}, mismatched {np.median(mm):.2f}.", "",
@@ -81,6 +80,16 @@ def run(clips_spec: Path, method: str, cache: Path, split: str = "all") -> str:
     for t in THRESHOLDS:
         lines.append(f"| {t} | {np.mean(m >= t):.3f} | {np.mean(mm >= t):.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def _foreign(analyses: list, i: int, mismatch: str) -> list[int]:
+    """Indices of the clips whose audio is put under clip i's video (never its own speaker's);
+    "next": the next clip of another speaker (unrelated speech of similar style)."""
+    n, speaker = len(analyses), analyses[i][0].speaker
+    others = [(i + d) % n for d in range(1, n) if analyses[(i + d) % n][0].speaker != speaker]
+    if mismatch == "all":
+        return sorted(others)
+    return others[:1]
 
 
 def cases_section(cases_json: Path, method: str) -> str:
@@ -120,8 +129,11 @@ def main() -> None:
                     help="val: only the held-out speakers of the realclips split")
     ap.add_argument("--cases", type=Path, default=Path("cache/eval_cases.json"),
                     help="per-case JSON of an `avsync evaluate --json` run (optional)")
+    ap.add_argument("--mismatch", choices=("next", "all"), default="next",
+                    help="all: every video with the audio of every clip of another speaker")
     args = ap.parse_args()
-    print(run(args.clips, args.method, args.cache, args.split) + cases_section(args.cases, args.method))
+    print(run(args.clips, args.method, args.cache, args.split, args.mismatch)
+          + cases_section(args.cases, args.method))
 
 
 if __name__ == "__main__":

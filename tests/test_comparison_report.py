@@ -50,3 +50,16 @@ def test_eval_text_says_what_was_reused():
 def test_cards_name_the_registry_default():
     name, desc = default_method()
     assert name == DEFAULT_METHOD and desc
+
+
+def test_confidence_foreign_audio_never_the_same_speaker():
+    from types import SimpleNamespace
+
+    from confidence import _foreign
+
+    clips = [(SimpleNamespace(speaker=s), None) for s in ["a", "a", "b", "c", "b"]]
+    assert _foreign(clips, 0, "next") == [2]
+    assert _foreign(clips, 4, "next") == [0]  # wraps around
+    assert _foreign(clips, 2, "all") == [0, 1, 3]
+    assert all(clips[j][0].speaker != clips[i][0].speaker
+               for i in range(5) for j in _foreign(clips, i, "all"))

@@ -346,7 +346,9 @@ def test_pair_tower_caches_equal_pairwise_scoring(cache):
     model = build_model("c3", "debug").eval()
     warm = NeuralSyncMethod(model, name="c3", stride=4)
     ninp = _neural_input(cache["val"][0], 3)
-    for derived in (ninp, ninp.window(10, 80), ninp.rolled(37), ninp.rolled(-5), ninp.window(5, 60).rolled(9)):
+    derived_inputs = (ninp, ninp.window(10, 80), ninp.rolled(37), ninp.rolled(-5),
+                      ninp.window(5, 60).rolled(9))
+    for derived in derived_inputs:
         plain = NeuralSyncMethod(_PairwiseOnly(model), name="c3", stride=4).score(derived, SHIFTS)
         assert np.isfinite(plain).all() and np.ptp(plain) > 0
         np.testing.assert_allclose(warm.score(derived, SHIFTS), plain, atol=1e-5)
