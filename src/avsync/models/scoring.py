@@ -27,7 +27,6 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from avsync.errors import AvsyncError
-from avsync.face.flow import normalise_flow, reuse_flow, vertical_flow
 from avsync.models.neural import NeuralInput, PreparedClip, valid_window_starts, visual_tensor
 from avsync.models.pair_scoring import batched, pairs_shared, pairs_towers, shares_candidates
 from avsync.models.syncnet import EmbeddingModel
@@ -316,6 +315,8 @@ class NeuralSyncMethod:
             self._root_flow = None
         flow = None
         if self.kind == "flow" and ninp.mouth is not None and root.mouth is not None:
+            from avsync.face.flow import normalise_flow, reuse_flow, vertical_flow  # cv2: not at import
+
             if self._root_flow is None:  # the track's flow once; windows and null rolls reuse it
                 self._root_flow = normalise_flow(vertical_flow(np.asarray(root.mouth, np.uint8)))
             flow = reuse_flow(self._root_flow, ninp.ids(), ninp.mouth)
