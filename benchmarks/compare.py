@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     min_frames = {n: int(getattr(create_model(spec), "min_frames", 1)) for n, spec in specs.items()}
     text = render(cases, list(specs), speeds, runs, {
         "command": "python " + " ".join(["benchmarks/compare.py", *(argv or sys.argv[1:])]),
-        "date": datetime.date.today().isoformat(), "machine": machine, "eval_s": eval_s,
+        "date": datetime.date.today().isoformat(), "machine": machine,
         "n_clips": len(manifest.read_text().splitlines()), "nulls": args.nulls, "shifts": args.shifts,
         "speed_clip": str(case[4]), "analysis_s_per_min": case[3],
         "eval_text": eval_text(eval_s, len(todo), len(specs))}, min_frames)

@@ -90,8 +90,14 @@ def vertical_flow(mouth: np.ndarray, size: int = FLOW_SIZE) -> np.ndarray:
     return out
 
 
+def lip_flow(mouth: np.ndarray, size: int = FLOW_SIZE) -> np.ndarray:
+    """(T, H, W) grey mouth crops -> (T, size, size) float32 normalised vertical flow, the input
+    of the lip-flow models: ``normalise_flow(vertical_flow(mouth))``."""
+    return normalise_flow(vertical_flow(np.asarray(mouth, np.uint8), size))
+
+
 def reuse_flow(root_flow: np.ndarray, ids: np.ndarray, mouth: np.ndarray) -> np.ndarray:
-    """``normalise_flow(vertical_flow(mouth))`` for crops cut or rolled from a track whose
+    """``lip_flow(mouth)`` for crops cut or rolled from a track whose
     normalised flow is already known, without running Farneback again.
 
     root_flow: (N, size, size) normalised flow of the whole track; ids: (T,) index in the track
@@ -108,7 +114,7 @@ def reuse_flow(root_flow: np.ndarray, ids: np.ndarray, mouth: np.ndarray) -> np.
     follows[1:] = ids[1:] == ids[:-1] + 1
     out[follows] = root_flow[ids[follows]]
     for i in np.flatnonzero(~follows[1:]) + 1:
-        out[i] = normalise_flow(vertical_flow(mouth[i - 1:i + 1], root_flow.shape[1]))[1]
+        out[i] = lip_flow(mouth[i - 1:i + 1], root_flow.shape[1])[1]
     return out
 
 

@@ -177,9 +177,9 @@ class PreparedClip:
         elif kind == "flow":
             if mouth is None:
                 raise AvsyncError("this model needs mouth crops (T, 48, 48) to compute lip flow")
-            from avsync.face.flow import flow_valid, normalise_flow, vertical_flow
+            from avsync.face.flow import flow_valid, lip_flow
 
-            visual = normalise_flow(vertical_flow(np.asarray(mouth, np.uint8))) if flow is None else flow
+            visual = lip_flow(mouth) if flow is None else flow
             valid = valid & flow_valid(valid)
         elif kind == "lips":
             if lips is None or blend is None:

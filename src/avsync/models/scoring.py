@@ -190,12 +190,12 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
                     if hasattr(model, "pair_head"):
                         win_ids = np.where(consecutive, ids[starts], -1)
                         return pairs_towers(model, views, a_views, starts, aq, w_idx[sel], k_idx[sel],
-                                             clip.kind, device, batch_size, cache, win_ids)
+                                            clip.kind, device, batch_size, cache, win_ids)
                     if shares_candidates(model):
                         return pairs_shared(model, views, a_views, starts, aq, w_idx[sel], k_idx[sel],
-                                             clip.kind, device, batch_size)
+                                            clip.kind, device, batch_size)
                     return batched(model, views[starts[w_idx[sel]]], a_views[aq[w_idx[sel], k_idx[sel]]],
-                                    clip.kind, device, batch_size, torch.sigmoid)
+                                   clip.kind, device, batch_size, torch.sigmoid)
 
                 vals = _cached_outputs(keys, consecutive[w_idx], cache, run_pairs)
                 scores[w_idx, k_idx] = np.asarray(vals, np.float64)
@@ -206,7 +206,7 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
 
                 def run_reg(sel: np.ndarray) -> list[float]:
                     return batched(model, views[starts[w_idx[sel]]], a_views[q[w_idx[sel]]],
-                                    clip.kind, device, batch_size, lambda x: x)
+                                   clip.kind, device, batch_size, lambda x: x)
 
                 preds = np.asarray(_cached_outputs(keys, consecutive[w_idx], cache, run_reg), np.float64)
                 lim = float(getattr(cfg, "max_offset", np.inf))
@@ -222,8 +222,8 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
 
                 def run_offsets(sel: np.ndarray) -> list[np.ndarray]:
                     return batched(model, views[starts[w_idx[sel]]], s_views[q0[w_idx[sel]]],
-                                    clip.kind, device, batch_size,
-                                    lambda x: torch.log_softmax(x, dim=-1), rows_out=True)
+                                   clip.kind, device, batch_size,
+                                   lambda x: torch.log_softmax(x, dim=-1), rows_out=True)
 
                 out = _cached_outputs(keys, consecutive[w_idx], cache, run_offsets)
                 inside = np.abs(shifts) <= s_max
@@ -315,10 +315,10 @@ class NeuralSyncMethod:
             self._root_flow = None
         flow = None
         if self.kind == "flow" and ninp.mouth is not None and root.mouth is not None:
-            from avsync.face.flow import normalise_flow, reuse_flow, vertical_flow  # cv2: not at import
+            from avsync.face.flow import lip_flow, reuse_flow  # cv2: not at import time
 
             if self._root_flow is None:  # the track's flow once; windows and null rolls reuse it
-                self._root_flow = normalise_flow(vertical_flow(np.asarray(root.mouth, np.uint8)))
+                self._root_flow = lip_flow(root.mouth)
             flow = reuse_flow(self._root_flow, ninp.ids(), ninp.mouth)
         clip = PreparedClip.from_input(self.kind, ninp, audio=self._audio, flow=flow)
         self._audio = clip.audio
