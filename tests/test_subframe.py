@@ -130,3 +130,24 @@ def test_summary_prints_the_sub_frame_offset() -> None:
                         confidence=4.0, reliable=True, method="m", tracks=[])
     text = _summary(r)
     assert "+1.5 frames = +60 ms" in text and "--offset-ms 60" in text
+
+
+# ----------------------------------------------------------------------------- benchmarks/bias.py
+
+
+def test_bias_estimates_leave_the_source_out_and_skip_off_sync_copies() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bias
+
+    off = next(iter(bias.OFF_SYNC))
+    raw = [{"landmark": -0.2, "c3": -0.5}] * 3 + [{"landmark": -1.0, "c3": -1.0}] * 2 + [
+        {"landmark": 3.0, "c3": 3.0}]
+    sources = ["A"] * 3 + ["B"] * 2 + [off]
+    loso = bias.loso_biases(raw, sources)
+    assert loso["A"] == {"landmark": -1.0, "c3": -1.0}  # only B's clips (the off-sync one never)
+    assert loso["B"] == {"landmark": -0.2, "c3": -0.5}
+    assert loso[off] == {"landmark": -0.2, "c3": -0.5}  # median of A, A, A, B, B
+    med, lo, hi = bias.boot_median([*range(10), 100.0])  # robust: the outlier moves nothing
+    assert med == 5.0 and 2.0 <= lo <= med <= hi <= 8.0
