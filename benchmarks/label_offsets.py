@@ -28,7 +28,7 @@ def estimate(npz: Path, eval_cache: Path) -> dict:
         path = Path(str(z["path"]))
     analysis = cached_analysis(path, eval_cache)
     _, cs = synchronise(analysis, analyse_audio(path), analysis.fps, create_model("avcorr"), drift=False)
-    return {"offset_frames": int(cs.offset_frames), "confidence": round(float(cs.confidence), 3),
+    return {"offset_frames": int(round(cs.offset_frames)), "confidence": round(float(cs.confidence), 3),
             "path": str(path)}
 
 

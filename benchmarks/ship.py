@@ -5,6 +5,9 @@
 For each NAME (or NAME=RUN): runs/RUN/model.safetensors -> src/avsync/weights/NAME.safetensors, and
 src/avsync/weights/NAME.md from runs/NAME/run.json (data, recipe, validation metrics during
 training) and the comparison table's row in runs/comparison.json / docs/BENCHMARKS.md.
+A freshly trained checkpoint has no zero calibration: run ``python benchmarks/bias.py --write``
+after shipping (it stores ``bias_frames`` in the shipped weights' metadata), then ship.py again
+only for the card, or add the card's calibration line by hand.
 """
 
 from __future__ import annotations
@@ -25,6 +28,16 @@ def default_method() -> tuple[str, str]:
     members = getattr(create_model(DEFAULT_METHOD), "members", None)
     desc = " + ".join(f"`{m.name}`" for m in members) + ", curves fused" if members else "one method"
     return DEFAULT_METHOD, desc
+
+
+def calibration_line(meta: dict) -> str:
+    """The card's line on the checkpoint's ``calibration`` metadata (benchmarks/bias.py)."""
+    cal = meta.get("calibration") or {}
+    if "bias_frames" not in cal:
+        return "none stored (run `python benchmarks/bias.py --write`)."
+    return (f"`bias_frames` {cal['bias_frames']:+.2f} (the curve's peak on {cal.get('clips')} in-sync "
+            "GRID/LRS2/LRS3 clips; `score` reads the curve that far away; docs/BENCHMARKS.md "
+            "\"Zero calibration and sub-frame offsets\").")
 
 
 def card(name: str, run: dict, meta: dict, row: str) -> str:
@@ -53,6 +66,7 @@ def card(name: str, run: dict, meta: dict, row: str) -> str:
   {run.get('steps_run')}, {run.get('seconds')} s on {run.get('device')}.
 - **Validation during training** (one window, ±1 frame of 31 shifts): {best.get('val_acc', float('nan')):.3f};
   15-frame context {best.get('val_acc_ctx15', float('nan')):.3f} (chance 0.097).
+- **Zero calibration**: {calibration_line(meta)}
 - **Measured in the comparison table** (docs/BENCHMARKS.md, same protocol for every method):
 
 {row}

@@ -239,7 +239,7 @@ def test_detect_json_good_and_bad(tmp_path: Path, example_clip: Path) -> None:
     assert good["method"] == DEFAULT_METHOD
     assert abs(good["offset_frames"]) <= 1
     assert good["fps"] == pytest.approx(25.0)
-    assert good["offset_ms"] == pytest.approx(1000 * good["offset_frames"] / good["fps"])
+    assert good["offset_ms"] == pytest.approx(1000 * good["offset_frames"] / good["fps"], abs=2.1)
     assert len(good["curve"]["offset_frames"]) == len(good["curve"]["score"]) == 31
     assert good["tracks"] and any(t["speaking"] for t in good["tracks"])
     assert set(err) == {"path", "error"}

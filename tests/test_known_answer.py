@@ -50,7 +50,7 @@ def test_example_clip_is_in_sync(example_clip: Path) -> None:
     assert r.fps == pytest.approx(25.0)
     assert r.duration_s == pytest.approx(3.0, abs=0.1)
     assert len(r.tracks) == 1 and r.tracks[0].speaking
-    assert r.offset_ms == pytest.approx(frames_to_ms(r.offset_frames, r.fps))
+    assert r.offset_ms == pytest.approx(frames_to_ms(r.offset_frames, r.fps), abs=2.1)  # 0.05 fr
 
 
 @pytest.mark.parametrize("k", SHIFTS)
@@ -60,9 +60,9 @@ def test_example_clip_shift_is_recovered(k: int, shifted_examples: dict[int, Pat
     r = avsync.detect(shifted_examples[k], drift=False)
     assert abs(r.offset_frames - k) <= TOL, r.curve
     assert r.in_sync == (abs(r.offset_frames) <= 1)
-    # the scored curve peaks where the result says
+    # the scored curve peaks where the result says (refined below one frame: within half a frame)
     curve = dict(zip(r.curve["offset_frames"], r.curve["score"], strict=True))
-    assert max(curve, key=curve.get) == r.offset_frames
+    assert abs(max(curve, key=curve.get) - r.offset_frames) <= 0.5
     assert example_clip.stat().st_size == src_bytes  # the input was not touched
 
 

@@ -182,9 +182,9 @@ def test_synchronise_picks_the_speaking_track(k0: int) -> None:
     assert [r.track_id for r in results] == [0, 1]
     assert results[1].speaking
     assert not results[0].speaking
-    assert results[1].offset_frames == k0
-    assert results[1].offset_ms == pytest.approx(frames_to_ms(k0, FPS))
-    assert cs.offset_frames == k0
+    assert results[1].offset_frames == pytest.approx(k0, abs=0.3)  # sub-frame peak of a whole shift
+    assert results[1].offset_ms == pytest.approx(frames_to_ms(results[1].offset_frames, FPS), abs=2.1)
+    assert cs.offset_frames == pytest.approx(k0, abs=0.3)
     assert results[1].confidence > results[0].confidence
     assert all(r.n_frames == T and r.drift == [] for r in results)
 
@@ -194,7 +194,7 @@ def test_synchronise_drift_points_follow_the_offset() -> None:
     analysis.tracks = analysis.tracks[1:]
     results, cs = synchronise(analysis, audio, FPS, create_model("avcorr"), 15, drift=True)
     (track,) = results
-    assert track.speaking and cs.offset_frames == 4
+    assert track.speaking and cs.offset_frames == pytest.approx(4, abs=0.3)
     assert len(track.drift) == 3  # 6 s in 2 s windows
     for p in track.drift:
         assert abs(p.offset_frames - 4) <= 1

@@ -37,12 +37,12 @@ def _summary(r) -> str:
     else:
         verdict = f"audio {'LATE' if r.offset_ms > 0 else 'EARLY'} by {abs(r.offset_ms):.0f} ms"
     rel = "reliable" if r.reliable else "LOW confidence: treat with care"
-    lines = [f"{r.path}: {verdict}  (offset {r.offset_frames:+d} frames = {r.offset_ms:+.0f} ms "
+    lines = [f"{r.path}: {verdict}  (offset {r.offset_frames:+.1f} frames = {r.offset_ms:+.0f} ms "
              f"at {r.fps:g} fps; confidence {r.confidence:.1f}, {rel}; method {r.method})"]
     for t in r.tracks:
         mark = "*" if t.speaking else " "
         lines.append(f"  {mark} track {t.track_id} shot {t.shot} {t.start_s:7.2f}-{t.end_s:7.2f} s:"
-                     f" {t.offset_frames:+d} fr ({t.offset_ms:+.0f} ms), conf {t.confidence:.1f}")
+                     f" {t.offset_frames:+.1f} fr ({t.offset_ms:+.0f} ms), conf {t.confidence:.1f}")
     if not r.reliable:
         lines.append("  the evidence is weak: check 'avsync detect --plot' before fixing")
     elif not r.in_sync:

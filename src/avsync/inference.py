@@ -14,6 +14,7 @@ from avsync.face.landmarks import create_landmarker
 from avsync.face.tracks import Track, VisualAnalysis, analyse_frames
 from avsync.features import AudioFeatures, audio_features, is_silent
 from avsync.io import iter_video_frames, load_audio, probe
+from avsync.models.calibration import refine_peak, round_frames
 from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, DRIFT_WINDOW_S, frames_to_ms
 from avsync.types import DriftPoint, SyncResult, TrackResult
@@ -28,7 +29,7 @@ CONFIDENCE_THRESHOLD: float = 3.0
 """Confidence at or above which a result is called reliable (measured: docs/BENCHMARKS.md)."""
 
 IN_SYNC_TOLERANCE_FRAMES: int = 1
-"""|offset_frames| at or below this counts as in sync."""
+"""|offset_frames| (as reported, one decimal) at or below this counts as in sync."""
 
 ANALYSIS_MAX_SIDE: int = 640
 """Frames are downscaled to this longest side before landmarks (speed; lips stay >20 px)."""
@@ -40,10 +41,18 @@ so the memory of scoring does not grow with duration."""
 
 @dataclass
 class CurveScore:
+    """shifts_frames (K,) whole frames, scores (K,); offset_frames: the peak refined below one
+    frame (``models.calibration.refine_peak``; not rounded)."""
+
     shifts_frames: np.ndarray
     scores: np.ndarray
-    offset_frames: int
+    offset_frames: float
     confidence: float
+
+
+def peak_frames(shifts: np.ndarray, scores: np.ndarray) -> float:
+    """The curve's sub-frame peak (frames); the first shift when no score is finite."""
+    return refine_peak(shifts, scores) if np.isfinite(scores).any() else float(shifts[0])
 
 
 def shifts_for(max_offset_frames: int) -> np.ndarray:
@@ -97,7 +106,7 @@ def score_input(method: SyncMethod, inp: SyncInput, shifts: np.ndarray,
     null_peaks = np.array([np.max(curve(method, inp.rolled(int(r)), shifts)) for r in rolls])
     spread = max(float(null_peaks.std()), 1e-3 * max(abs(float(null_peaks.mean())), 1e-6))
     confidence = float((scores[best] - null_peaks.mean()) / spread)
-    return CurveScore(shifts, scores, int(shifts[best]), confidence)
+    return CurveScore(shifts, scores, peak_frames(shifts, scores), confidence)
 
 
 def drift_points(method: SyncMethod, inp: SyncInput, shifts: np.ndarray,
@@ -111,7 +120,8 @@ def drift_points(method: SyncMethod, inp: SyncInput, shifts: np.ndarray,
         sub = inp.window(start, start + win)
         cs = score_input(method, sub, shifts, n_null=4)
         points.append(DriftPoint(float(sub.frame_times_s[0]), float(sub.frame_times_s[-1]),
-                                 cs.offset_frames, frames_to_ms(cs.offset_frames, inp.fps),
+                                 round_frames(cs.offset_frames),
+                                 round(frames_to_ms(cs.offset_frames, inp.fps), 1),
                                  round(cs.confidence, 3)))
     return points
 
@@ -197,7 +207,8 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
         curves.append((cs, track.n_frames))
         results.append(TrackResult(
             track.track_id, track.shot, track.start_s, track.end_s, track.n_frames,
-            cs.offset_frames, frames_to_ms(cs.offset_frames, fps), round(cs.confidence, 3),
+            round_frames(cs.offset_frames), round(frames_to_ms(cs.offset_frames, fps), 1),
+            round(cs.confidence, 3),
             speaking=False, drift=drift_points(method, inp, shifts) if drift else []))
     # Speaking tracks: confident ones; if none is, the single most confident track.
     speaking = [i for i, (cs, _) in enumerate(curves) if cs.confidence >= CONFIDENCE_THRESHOLD]
@@ -207,9 +218,8 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
         results[i].speaking = True
     weights = np.array([curves[i][1] for i in speaking], dtype=np.float64)
     combined = sum(w * curves[i][0].scores for w, i in zip(weights, speaking, strict=True)) / weights.sum()
-    best = int(np.argmax(combined))
     conf = float(np.average([curves[i][0].confidence for i in speaking], weights=weights))
-    return results, CurveScore(shifts, combined, int(shifts[best]), conf)
+    return results, CurveScore(shifts, combined, peak_frames(shifts, combined), conf)
 
 
 def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
@@ -240,10 +250,10 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     clock["scoring"] = time.perf_counter() - t1
     return SyncResult(
         path=str(path), method=model.name, fps=round(float(fps), 4),
-        duration_s=round(float(info.duration_s), 3), offset_frames=cs.offset_frames,
+        duration_s=round(float(info.duration_s), 3), offset_frames=round_frames(cs.offset_frames),
         offset_ms=round(frames_to_ms(cs.offset_frames, fps), 1),
         confidence=round(cs.confidence, 3),
-        in_sync=abs(cs.offset_frames) <= IN_SYNC_TOLERANCE_FRAMES,
+        in_sync=abs(round_frames(cs.offset_frames)) <= IN_SYNC_TOLERANCE_FRAMES,
         reliable=cs.confidence >= CONFIDENCE_THRESHOLD, tracks=tracks,
         curve={"offset_frames": [int(s) for s in cs.shifts_frames],
                "score": [round(float(x), 5) for x in cs.scores]},

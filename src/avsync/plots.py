@@ -19,7 +19,7 @@ def plot_result(result: SyncResult, out_path: str | Path, overwrite: bool = True
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     ax1.plot(result.curve["offset_frames"], result.curve["score"], marker=".")
     ax1.axvline(result.offset_frames, color="tab:red", ls="--",
-                label=f"offset {result.offset_frames:+d} fr ({result.offset_ms:+.0f} ms)")
+                label=f"offset {result.offset_frames:+.1f} fr ({result.offset_ms:+.0f} ms)")
     ax1.axvline(0, color="grey", lw=0.8)
     ax1.set_xlabel("candidate offset (frames; > 0 = audio late)")
     ax1.set_ylabel(f"score ({result.method})")

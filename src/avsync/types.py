@@ -11,7 +11,7 @@ class DriftPoint:
 
     start_s: float
     end_s: float
-    offset_frames: int
+    offset_frames: float
     offset_ms: float
     confidence: float
 
@@ -25,7 +25,7 @@ class TrackResult:
     start_s: float
     end_s: float
     n_frames: int
-    offset_frames: int
+    offset_frames: float
     offset_ms: float
     confidence: float
     speaking: bool
@@ -37,7 +37,8 @@ class SyncResult:
     """What ``avsync.detect`` returns for one file.
 
     offset_frames / offset_ms: > 0 means the audio is late (heard after the lips move);
-    ``avsync fix`` moves the audio earlier by offset_ms.
+    offset_frames is the score curve's peak refined below one frame (one decimal) and offset_ms
+    the same refined value in ms; ``avsync fix`` moves the audio earlier by offset_ms.
     confidence: how far the sync peak stands above the peaks that unrelated (circularly
     displaced) audio produces, in standard deviations of those null peaks.
     curve: score per candidate offset (frames) of the speaking track(s).
@@ -47,7 +48,7 @@ class SyncResult:
     method: str
     fps: float
     duration_s: float
-    offset_frames: int
+    offset_frames: float
     offset_ms: float
     confidence: float
     in_sync: bool
@@ -57,6 +58,4 @@ class SyncResult:
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["offset_frames"] = int(d["offset_frames"])
-        return d
+        return asdict(self)

@@ -80,7 +80,7 @@ def evaluate_clip(clip: Clip, analysis, methods: Sequence[str], shifts: Sequence
         for name, model in models.items():
             _, cs = synchronise(analysis, feats, fps, model, max_offset, drift=False, n_null=n_null)
             cases.append(Case(str(clip.path), clip.speaker, clip.source, name, k, "whole",
-                              cs.offset_frames, cs.confidence))
+                              int(round(cs.offset_frames)), cs.confidence))
             inp = track_input(main, feats, fps)
             for size in contexts:
                 for start in _windows(inp.n_frames, size):

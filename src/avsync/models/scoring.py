@@ -27,6 +27,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from avsync.errors import AvsyncError
+from avsync.models.calibration import calibrated_scores
 from avsync.models.neural import NeuralInput, PreparedClip, valid_window_starts, visual_tensor
 from avsync.models.pair_scoring import batched, pairs_shared, pairs_towers, shares_candidates
 from avsync.models.syncnet import EmbeddingModel
@@ -255,6 +256,10 @@ class NeuralSyncMethod:
     gives a score (see the module doc); a shift's score is the mean over the windows for which
     every shift has audio. Embedding models keep SyncNet's view: the score is minus the mean
     embedding distance, and ``confidence`` is SyncNet's median - min of that distance curve.
+
+    bias_frames: where the model's curve peaks on in-sync clips (frames); ``score`` reads the
+    curve that far away so its zero is the established corpora's (``models.calibration``).
+    None: the checkpoint's ``calibration`` metadata (0 when it has none).
     """
 
     needs_neural = True  # reads SyncInput.neural (mouth crops, lip landmarks, log-mel)
@@ -265,6 +270,7 @@ class NeuralSyncMethod:
     device: str = "cpu"
     batch_size: int = 512
     meta: dict[str, Any] = field(default_factory=dict)
+    bias_frames: float | None = None
     _audio_source: Any = field(default=None, init=False, repr=False)
     _audio: np.ndarray | None = field(default=None, init=False, repr=False)
     _audio_cache: dict[int, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
@@ -290,6 +296,13 @@ class NeuralSyncMethod:
     @property
     def kind(self) -> str:
         return self.model.visual_kind
+
+    @property
+    def calibration_frames(self) -> float:
+        """The zero calibration ``score`` applies (frames; see bias_frames)."""
+        if self.bias_frames is not None:
+            return float(self.bias_frames)
+        return float((self.meta.get("calibration") or {}).get("bias_frames", 0.0))
 
     @property
     def output(self) -> str:
@@ -372,9 +385,11 @@ class NeuralSyncMethod:
         return float(np.max(s) - np.median(s)) if len(s) else 0.0
 
     def score(self, inp: Any, shifts_frames: np.ndarray) -> np.ndarray:
-        """Registry protocol. ``inp`` is a NeuralInput, or a SyncInput carrying one as ``.neural``."""
+        """Registry protocol: the calibrated (K,) curve (``calibration_frames`` applied).
+        ``inp`` is a NeuralInput, or a SyncInput carrying one as ``.neural``."""
         ninp = inp if isinstance(inp, NeuralInput) else getattr(inp, "neural", None)
         if ninp is None:
             raise AvsyncError(f"method {self.name!r} needs mouth crops / lip landmarks and log-mel "
                               "(a NeuralInput); this input only has the per-frame signals")
-        return self.score_neural(ninp, shifts_frames)
+        return calibrated_scores(lambda s: self.score_neural(ninp, s), shifts_frames,
+                                 self.calibration_frames)

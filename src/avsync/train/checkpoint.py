@@ -2,8 +2,10 @@
 
 Metadata (all values are strings, as safetensors requires):
 ``method`` (a MODEL_FAMILIES key), ``config`` (JSON of the frozen config dataclass),
-``preprocess`` (JSON, ``avsync.models.neural.PREPROCESS``), ``metrics`` (JSON), and
-``format`` ("avsync-neural-1").
+``preprocess`` (JSON, ``avsync.models.neural.PREPROCESS``), ``metrics`` (JSON), ``format``
+("avsync-neural-1") and, once measured, ``calibration`` (JSON ``{"bias_frames": float, ...}``:
+where the model's curve peaks on in-sync clips, applied by ``NeuralSyncMethod.score``; written
+by ``benchmarks/bias.py --write``).
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """The checkpoint's metadata with the JSON fields parsed (config stays a dict)."""
     raw = raw_metadata(path, FORMAT, "neural")
     meta: dict[str, Any] = dict(raw)
-    for key in ("config", "preprocess", "metrics"):
+    for key in ("config", "preprocess", "metrics", "calibration"):
         meta[key] = json.loads(raw.get(key, "{}"))
     return meta
 
