@@ -10,7 +10,8 @@ is unreliable (automatic mode) or when the caller asks for a range (``max_offset
 2. fine: for the best coarse peaks outside the range already covered, the normal method's
    +-max_offset_frames search with its own null and confidence, run on the audio moved by
    the peak (so the null displacements stay away from the true alignment, exactly as they do
-   around 0); the offset is peak + fine offset.
+   around 0); the offset is peak + fine offset. The most confident refined peak replaces the
+   normal answer when its confidence is higher by WIDE_MARGIN.
 
 Shifts where a track and the audio overlap by less than ``min_overlap_frames`` are never
 scored; a file whose audio and video never overlap that much within the range is an error.
@@ -46,18 +47,29 @@ when that is less): shorter overlaps give correlations too noisy to rank."""
 N_CANDIDATES: int = 2
 """Coarse peaks refined by the fine search (each costs one normal search)."""
 
+WIDE_MARGIN: float = 0.5
+"""A refined coarse peak replaces the normal search's answer only when its confidence is higher
+by this much (on 7 real clips, avcorr: 0 turned 2 right answers at +-0.4 s wrong, 0.25-0.75 none;
+docs/BENCHMARKS.md, Large offsets)."""
+
 SHIFT_CHUNK: int = 64
 """Coarse shifts scored at once (bounds the memory of the vectorised correlation)."""
 
 
 @dataclass
 class WideSearch:
-    """What the wide search did: range_ms is the half-range asked for (0: not run); coarse_peaks_ms
-    the refined peaks; centre_ms the centre of the search that gave the answer."""
+    """What the wide search did: range_ms is the half-range searched (0: not run); coarse_peaks_ms
+    the refined peaks; centre_ms the centre of the search that gave the answer; normal_offset_frames
+    / normal_confidence: the normal search's answer (None when the audio does not overlap at 0);
+    wide_offset_frames / wide_confidence: the most confident refined peak's (None: no peak)."""
 
     range_ms: float
     coarse_peaks_ms: list[float]
     centre_ms: float
+    normal_offset_frames: int | None = None
+    normal_confidence: float | None = None
+    wide_offset_frames: int | None = None
+    wide_confidence: float | None = None
 
 
 def check_max_offset_ms(max_offset_ms: float | None) -> None:
@@ -160,7 +172,8 @@ def synchronise_wide(analysis: VisualAnalysis, audio: AudioFeatures, fps: float,
 
     max_offset_ms: None = automatic (a +-AUTO_SEARCH_MS search when the normal one is
     unreliable); 0 = the normal search only; > 0 = always search +-max_offset_ms. The answer
-    is the most confident of the normal search and the refined coarse peaks.
+    is the most confident refined coarse peak's when it beats the normal search's confidence by
+    WIDE_MARGIN, else the normal one.
     Returns (tracks, CurveScore, WideSearch) with offsets on the original clock.
     """
     from avsync.inference import CONFIDENCE_THRESHOLD, MIN_TRACK_FRAMES, synchronise
@@ -172,34 +185,37 @@ def synchronise_wide(analysis: VisualAnalysis, audio: AudioFeatures, fps: float,
         max_offset_frames, range_frames = range_frames, 0
     centre_shifts = np.arange(-max_offset_frames, max_offset_frames + 1)
     centre_ok = _overlaps(analysis, audio, fps, centre_shifts, MIN_TRACK_FRAMES)
-    best = None
+    best, normal = None, (None, None)
     if centre_ok:
         tracks, cs = synchronise(analysis, audio, fps, method, max_offset_frames, drift)
-        best = (0, tracks, cs)
+        best, normal = (0, tracks, cs), (cs.offset_frames, cs.confidence)
         if (auto and cs.confidence >= CONFIDENCE_THRESHOLD) or range_frames <= max_offset_frames:
-            return tracks, cs, WideSearch(0.0, [], 0.0)
+            return tracks, cs, WideSearch(0.0, [], 0.0, *normal)
     range_frames = max(range_frames, max_offset_frames)
     shifts = np.arange(-range_frames, range_frames + 1)
     scores = coarse_curve(analysis, audio, fps, shifts, MIN_TRACK_FRAMES)
-    if best is None and not np.isfinite(scores).any():
+    peaks = coarse_peaks(shifts, scores, max_offset_frames, N_CANDIDATES)
+    if best is None and not peaks:
         raise AvsyncError(
             f"the audio ({audio.start_s:.2f}-{audio.end_s:.2f} s) and the video "
             f"({analysis.frame_times_s[0]:.2f}-{analysis.frame_times_s[-1]:.2f} s) do not overlap "
             f"long enough at any offset within +-{frames_to_ms(range_frames, fps):.0f} ms "
             "(see --max-offset-ms)")
-    peaks = coarse_peaks(shifts, scores, max_offset_frames, N_CANDIDATES)
+    wide = None
     for c in peaks:
         tracks, cs = synchronise(analysis, delayed(audio, c, fps), fps, method, max_offset_frames, drift)
-        if best is None or cs.confidence > best[2].confidence:
-            best = (c, tracks, cs)
-    if best is None:
-        raise AvsyncError("no offset could be scored: the audio and the video do not overlap long enough")
+        if wide is None or cs.confidence > wide[2].confidence:
+            wide = (c, tracks, cs)
+    if best is None or (wide is not None and wide[2].confidence >= best[2].confidence + WIDE_MARGIN):
+        best = wide
     c, tracks, cs = best
     if c:
         tracks = shifted_tracks(tracks, c, fps)
         cs = replace(cs, shifts_frames=cs.shifts_frames + c, offset_frames=cs.offset_frames + c)
+    wide_answer = (wide[0] + wide[2].offset_frames, wide[2].confidence) if wide else (None, None)
     info = WideSearch(round(frames_to_ms(range_frames, fps), 1),
-                      [round(frames_to_ms(p, fps), 1) for p in peaks], round(frames_to_ms(c, fps), 1))
+                      [round(frames_to_ms(p, fps), 1) for p in peaks], round(frames_to_ms(c, fps), 1),
+                      *normal, *wide_answer)
     return tracks, cs, info
 
 
