@@ -133,7 +133,7 @@ def test_known_answer_container_offset(realclip, tmp_path, planted_ms):
     path = _itsoffset(src, tmp_path / "its.mkv", planted_ms / 1000)
     result = detect(path, method="avcorr", drift=False)
     assert abs(result.offset_ms - planted_ms) <= FRAME_MS, result.offset_ms
-    assert abs(result.container_offset_ms - planted_ms) <= 1.0
+    assert abs(result.container_offset_ms - planted_ms) <= 1.0 and result.search_range_ms == 5000.0
     assert result.to_dict()["container_offset_ms"] == result.container_offset_ms
 
 
@@ -169,4 +169,5 @@ def test_cli_max_offset_ms(realclip, tmp_path):
     assert res.exit_code == 0, res.stderr
     d = json.loads(res.stdout.strip().splitlines()[-1])
     assert abs(d["offset_ms"] - 2000) <= FRAME_MS and d["container_offset_ms"] == 0.0
+    assert d["search_range_ms"] == 3000.0
     assert d["curve"]["offset_frames"][0] > 15  # the curve is the fine one, around the peak

@@ -53,6 +53,9 @@ def _summary(r) -> str:
     rel = "reliable" if r.reliable else "LOW confidence: treat with care"
     lines = [f"{r.path}: {verdict}  (offset {r.offset_frames:+d} frames = {r.offset_ms:+.0f} ms "
              f"at {r.fps:g} fps; confidence {r.confidence:.1f}, {rel}; method {r.method})"]
+    if getattr(r, "search_range_ms", 0):
+        lines.append(f"  searched +-{r.search_range_ms:.0f} ms (large offsets: coarse avcorr, then "
+                     "the method around the best peaks)")
     if getattr(r, "container_offset_ms", 0):
         when = "after" if r.container_offset_ms > 0 else "before"
         lines.append(f"  container: the audio stream starts {abs(r.container_offset_ms):.0f} ms {when} the "

@@ -242,7 +242,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
                           f"at least {MIN_TRACK_FRAMES} are needed")
     fps = info.fps if info.fps and info.fps > 0 else _fps_from_times(analysis.frame_times_s)
     t1 = time.perf_counter()
-    tracks, cs, _ = search.synchronise_wide(analysis, audio, fps, model, max_offset_frames, drift,
+    tracks, cs, wide = search.synchronise_wide(analysis, audio, fps, model, max_offset_frames, drift,
                                             max_offset_ms)
     clock["scoring"] = time.perf_counter() - t1
     return SyncResult(
@@ -255,7 +255,8 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
         curve={"offset_frames": [int(s) for s in cs.shifts_frames],
                "score": [round(float(x), 5) for x in cs.scores]},
         timings_s={k: round(v, 3) for k, v in clock.items()},
-        container_offset_ms=search.container_offset_ms(info.video_start_s, info.audio_start_s))
+        container_offset_ms=search.container_offset_ms(info.video_start_s, info.audio_start_s),
+        search_range_ms=wide.range_ms)
 
 
 def _fps_from_times(times: np.ndarray) -> float:
