@@ -171,3 +171,18 @@ def test_cli_max_offset_ms(realclip, tmp_path):
     assert abs(d["offset_ms"] - 2000) <= FRAME_MS and d["container_offset_ms"] == 0.0
     assert d["search_range_ms"] == 3000.0
     assert d["curve"]["offset_frames"][0] > 15  # the curve is the fine one, around the peak
+
+
+def test_summary_mentions_container_offset_and_wide_search():
+    from avsync.cli import _summary
+    from avsync.types import SyncResult
+
+    def result(container_ms: float, range_ms: float) -> SyncResult:
+        return SyncResult("x.mkv", "avcorr", 25.0, 10.0, 50, 2000.0, 7.8, False, True, [], {},
+                          container_offset_ms=container_ms, search_range_ms=range_ms)
+
+    text = _summary(result(-2000.0, 5000.0))
+    assert "2000 ms before the video stream" in text and "searched +-5000 ms" in text
+    assert "after the video stream" in _summary(result(1500.0, 0.0))
+    plain = _summary(result(0.0, 0.0))
+    assert "container" not in plain and "searched" not in plain
