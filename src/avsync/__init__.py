@@ -37,12 +37,13 @@ def __getattr__(name: str) -> Any:
 
 def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = None,
         method: str | None = None, overwrite: bool = False,
-        force: bool = False) -> tuple[Path, float]:
+        force: bool = False, max_offset_ms: float | None = None) -> tuple[Path, float]:
     """Write ``out_path`` with the audio moved so it is in sync; returns (path, offset_ms used).
 
     ``offset_ms`` is the measured offset (audio late when > 0); when None it is detected (with
     ``method``, default the registry's DEFAULT_METHOD), and a detection below the reliability
-    threshold is refused unless ``force``.
+    threshold is refused unless ``force``; ``max_offset_ms``: the detection's wide search
+    (see avsync.search; None = automatic).
     The input is never modified; the output is written atomically.
     """
     from avsync.inference import detect
@@ -52,7 +53,8 @@ def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = Non
     if offset_ms is None:
         from avsync.models.registry import DEFAULT_METHOD
 
-        result = detect(in_path, method=method or DEFAULT_METHOD, drift=False)
+        result = detect(in_path, method=method or DEFAULT_METHOD, drift=False,
+                        max_offset_ms=max_offset_ms)
         if not result.reliable and not force:
             raise AvsyncError(
                 f"{in_path}: the detected offset ({result.offset_ms:+.0f} ms) has low confidence "

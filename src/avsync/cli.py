@@ -31,6 +31,20 @@ def _progress(enabled: bool) -> Progress:
                     disable=not enabled, transient=True)
 
 
+_MAX_OFFSET_MS_HELP = ("Wide search for large offsets: +-MS (up to 10000) at low resolution, then "
+                       "the normal search around the best peaks; 0: off; default: +-5000 ms "
+                       "when the normal search is unreliable.")
+
+
+def _check_max_offset_ms(max_offset_ms: float | None) -> None:
+    from avsync.search import check_max_offset_ms
+
+    try:
+        check_max_offset_ms(max_offset_ms)
+    except AvsyncError as exc:
+        _fail(_one_sentence(exc))
+
+
 def _summary(r) -> str:
     if r.in_sync:
         verdict = "in sync"
@@ -39,6 +53,13 @@ def _summary(r) -> str:
     rel = "reliable" if r.reliable else "LOW confidence: treat with care"
     lines = [f"{r.path}: {verdict}  (offset {r.offset_frames:+.1f} frames = {r.offset_ms:+.0f} ms "
              f"at {r.fps:g} fps; confidence {r.confidence:.1f}, {rel}; method {r.method})"]
+    if getattr(r, "search_range_ms", 0):
+        lines.append(f"  searched +-{r.search_range_ms:.0f} ms (large offsets: coarse avcorr, then "
+                     "the method around the best peaks)")
+    if getattr(r, "container_offset_ms", 0):
+        when = "after" if r.container_offset_ms > 0 else "before"
+        lines.append(f"  container: the audio stream starts {abs(r.container_offset_ms):.0f} ms {when} the "
+                     f"video stream ({r.container_offset_ms:+.0f} ms, included in the offset above)")
     for t in r.tracks:
         mark = "*" if t.speaking else " "
         lines.append(f"  {mark} track {t.track_id} shot {t.shot} {t.start_s:7.2f}-{t.end_s:7.2f} s:"
@@ -57,6 +78,7 @@ def detect(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per input per line."),
     max_offset_frames: int = typer.Option(DEFAULT_MAX_OFFSET_FRAMES, min=1, max=100,
                                           help="Search +-N frames."),
+    max_offset_ms: float | None = typer.Option(None, help=_MAX_OFFSET_MS_HELP),
     plot: Path | None = typer.Option(None, help="PNG with the score curve and offset over time "
                                      "(one input only)."),
     max_faces: int = typer.Option(4, min=1, max=16, help="Faces tracked at once."),
@@ -69,6 +91,7 @@ def detect(
 
     if plot is not None and len(paths) > 1:
         _fail("--plot takes one input file")
+    _check_max_offset_ms(max_offset_ms)
     failed = 0
     for path in paths:
         try:
@@ -76,6 +99,7 @@ def detect(
                 task = bar.add_task(path.name, total=None)
                 result = run_detect(path, method=method, max_offset_frames=max_offset_frames,
                                     max_faces=max_faces, face_backend=face_backend,
+                                    max_offset_ms=max_offset_ms,
                                     on_frame=lambda n, t=task: bar.update(t, completed=n + 1))
             if plot is not None:
                 from avsync.plots import plot_result
@@ -113,13 +137,15 @@ def fix(
     method: str = typer.Option(DEFAULT_METHOD, help="Method used when detecting."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
     force: bool = typer.Option(False, help="Apply a detected offset even at low confidence."),
+    max_offset_ms: float | None = typer.Option(None, help=_MAX_OFFSET_MS_HELP + " (when detecting)"),
 ) -> None:
     """Write a new file whose audio is shifted into sync (video stream copied)."""
     from avsync import fix as run_fix
 
+    _check_max_offset_ms(max_offset_ms)
     try:
         written, used = run_fix(in_path, out, offset_ms=offset_ms, method=method,
-                                overwrite=overwrite, force=force)
+                                overwrite=overwrite, force=force, max_offset_ms=max_offset_ms)
     except AvsyncError as exc:
         _fail(_one_sentence(exc))
     except Exception as exc:  # noqa: BLE001

@@ -225,10 +225,16 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
 def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
            max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, max_faces: int = 4,
            drift: bool = True, on_frame: Callable[[int], None] | None = None,
-           face_backend: str = "mediapipe") -> SyncResult:
-    """Measure the lip-sync offset of one video file (see SyncResult for the sign)."""
+           face_backend: str = "mediapipe", max_offset_ms: float | None = None) -> SyncResult:
+    """Measure the lip-sync offset of one video file (see SyncResult for the sign).
+
+    max_offset_ms: wide search range (avsync.search): None = +-5 s when the normal
+    +-max_offset_frames search is unreliable, 0 = off, up to 10000 = always."""
+    from avsync import search
+
     if max_offset_frames < 1:
         raise AvsyncError("--max-offset-frames must be at least 1")
+    search.check_max_offset_ms(max_offset_ms)
     model = create_model(method) if isinstance(method, str) else method
     info = probe(path)
     if not info.has_video:
@@ -246,7 +252,8 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
                           f"at least {MIN_TRACK_FRAMES} are needed")
     fps = info.fps if info.fps and info.fps > 0 else _fps_from_times(analysis.frame_times_s)
     t1 = time.perf_counter()
-    tracks, cs = synchronise(analysis, audio, fps, model, max_offset_frames, drift)
+    tracks, cs, wide = search.synchronise_wide(analysis, audio, fps, model, max_offset_frames, drift,
+                                            max_offset_ms)
     clock["scoring"] = time.perf_counter() - t1
     return SyncResult(
         path=str(path), method=model.name, fps=round(float(fps), 4),
@@ -257,7 +264,9 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
         reliable=cs.confidence >= CONFIDENCE_THRESHOLD, tracks=tracks,
         curve={"offset_frames": [int(s) for s in cs.shifts_frames],
                "score": [round(float(x), 5) for x in cs.scores]},
-        timings_s={k: round(v, 3) for k, v in clock.items()})
+        timings_s={k: round(v, 3) for k, v in clock.items()},
+        container_offset_ms=search.container_offset_ms(info.video_start_s, info.audio_start_s),
+        search_range_ms=wide.range_ms)
 
 
 def _fps_from_times(times: np.ndarray) -> float:

@@ -42,6 +42,11 @@ class SyncResult:
     confidence: how far the sync peak stands above the peaks that unrelated (circularly
     displaced) audio produces, in standard deviations of those null peaks.
     curve: score per candidate offset (frames) of the speaking track(s).
+    container_offset_ms: audio stream start - video stream start as the container states it
+    (> 0: the container delays the audio). The measured offset already includes it (audio is
+    placed on the container clock); it tells a muxing error from a content offset.
+    search_range_ms: half-range of the wide search for large offsets (avsync.search) when it ran,
+    else 0 (the normal +-max_offset_frames search only).
     """
 
     path: str
@@ -56,6 +61,8 @@ class SyncResult:
     tracks: list[TrackResult]
     curve: dict[str, list[float]]
     timings_s: dict[str, float] = field(default_factory=dict)
+    container_offset_ms: float = 0.0
+    search_range_ms: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
