@@ -66,9 +66,9 @@ class WideSearch:
     range_ms: float
     coarse_peaks_ms: list[float]
     centre_ms: float
-    normal_offset_frames: int | None = None
+    normal_offset_frames: float | None = None
     normal_confidence: float | None = None
-    wide_offset_frames: int | None = None
+    wide_offset_frames: float | None = None
     wide_confidence: float | None = None
 
 
