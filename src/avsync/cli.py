@@ -31,7 +31,7 @@ def _progress(enabled: bool) -> Progress:
                     disable=not enabled, transient=True)
 
 
-_MAX_OFFSET_MS_HELP = ("Wide search for large offsets: +-MS (up to 10000) at low resolution, then "
+_MAX_OFFSET_MS_HELP = ("Wide search for large offsets: +-MS (up to 10000) with a cheap correlation, then "
                        "the normal search around the best peaks; 0: off; default: +-5000 ms "
                        "when the normal search is unreliable.")
 
