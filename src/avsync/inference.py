@@ -14,6 +14,7 @@ from avsync.face.landmarks import create_landmarker
 from avsync.face.tracks import Track, VisualAnalysis, analyse_frames
 from avsync.features import AudioFeatures, audio_features, is_silent
 from avsync.io import iter_video_frames, load_audio, probe
+from avsync.io.orientation import parse_rotate
 from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, DRIFT_WINDOW_S, frames_to_ms
 from avsync.types import DriftPoint, SyncResult, TrackResult
@@ -130,9 +131,12 @@ def _timed(frames: Iterator, clock: dict) -> Iterator:
 def analyse_video(path: str | Path, max_faces: int = 4,
                   on_frame: Callable[[int], None] | None = None,
                   clock: dict | None = None, face_backend: str = "mediapipe",
-                  keep_crops: bool = False, rgb_crop_size: int = 0) -> VisualAnalysis:
+                  keep_crops: bool = False, rgb_crop_size: int = 0,
+                  rotate: str | int | None = "auto") -> VisualAnalysis:
     """Decode + landmarks + tracks (the expensive, method-independent part).
 
+    rotate: "auto" turns phone clips upright from their display matrix; 0/90/180/270 force
+    that clockwise turn (see avsync.io.orientation);
     keep_crops: also keep per-frame mouth crops and lip points in the tracks (training data);
     rgb_crop_size: with keep_crops, also RGB mouth crops of that side (generation data).
     """
@@ -141,7 +145,7 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     t0 = time.perf_counter()
     landmarker = create_landmarker(face_backend, max_faces=max_faces)
     try:
-        frames = _timed(iter(iter_video_frames(path, max_side=ANALYSIS_MAX_SIDE)), clock)
+        frames = _timed(iter(iter_video_frames(path, max_side=ANALYSIS_MAX_SIDE, rotate=rotate)), clock)
         analysis = analyse_frames(frames, landmarker, on_frame, keep_crops=keep_crops,
                                   rgb_crop_size=rgb_crop_size)
     finally:
@@ -215,10 +219,13 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
 def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
            max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, max_faces: int = 4,
            drift: bool = True, on_frame: Callable[[int], None] | None = None,
-           face_backend: str = "mediapipe") -> SyncResult:
-    """Measure the lip-sync offset of one video file (see SyncResult for the sign)."""
+           face_backend: str = "mediapipe", rotate: str | int | None = "auto") -> SyncResult:
+    """Measure the lip-sync offset of one video file (see SyncResult for the sign).
+
+    rotate: "auto" (the file's display matrix, as players do) or a forced clockwise turn."""
     if max_offset_frames < 1:
         raise AvsyncError("--max-offset-frames must be at least 1")
+    parse_rotate(rotate)  # a bad value fails before any decoding
     model = create_model(method) if isinstance(method, str) else method
     info = probe(path)
     if not info.has_video:
@@ -230,7 +237,8 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     audio = analyse_audio(path)
     clock["audio"] = time.perf_counter() - t0
     analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
-                             face_backend=face_backend, keep_crops=needs_neural(model))
+                             face_backend=face_backend, keep_crops=needs_neural(model),
+                             rotate=rotate)
     if analysis.n_frames < MIN_TRACK_FRAMES:
         raise AvsyncError(f"{path}: the video has {analysis.n_frames} frame(s); "
                           f"at least {MIN_TRACK_FRAMES} are needed")
