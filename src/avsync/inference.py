@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
-from avsync.face.landmarks import create_landmarker
+from avsync.face.landmarks import LandmarkBackend, create_landmarker
+from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
 from avsync.face.tracks import Track, VisualAnalysis, analyse_frames
 from avsync.features import AudioFeatures, audio_features, is_silent
 from avsync.io import iter_video_frames, load_audio, probe
@@ -139,17 +140,31 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     that clockwise turn (see avsync.io.orientation);
     keep_crops: also keep per-frame mouth crops and lip points in the tracks (training data);
     rgb_crop_size: with keep_crops, also RGB mouth crops of that side (generation data).
+    When no face stays MIN_TRACK_FRAMES at ANALYSIS_MAX_SIDE, a second pass looks for small faces
+    at up to SEARCH_MAX_SIDE px (tiles + one landmarker per face crop; avsync.face.small_faces).
     """
     clock = clock if clock is not None else {"decode": 0.0}
     clock.setdefault("decode", 0.0)
     t0 = time.perf_counter()
-    landmarker = create_landmarker(face_backend, max_faces=max_faces)
-    try:
-        frames = _timed(iter(iter_video_frames(path, max_side=ANALYSIS_MAX_SIDE, rotate=rotate)), clock)
-        analysis = analyse_frames(frames, landmarker, on_frame, keep_crops=keep_crops,
+
+    def run(max_side: int, make: Callable[[], LandmarkBackend]) -> VisualAnalysis:
+        landmarker = make()
+        try:
+            frames = _timed(iter(iter_video_frames(path, max_side=max_side, rotate=rotate)), clock)
+            return analyse_frames(frames, landmarker, on_frame, keep_crops=keep_crops,
                                   rgb_crop_size=rgb_crop_size)
-    finally:
-        landmarker.close()
+        finally:
+            landmarker.close()
+
+    analysis = run(ANALYSIS_MAX_SIDE, lambda: create_landmarker(face_backend, max_faces=max_faces))
+    if not any(t.n_frames >= MIN_TRACK_FRAMES for t in analysis.tracks):
+        # Nothing usable at 640 px: look again for small faces (wide shots), see face.small_faces.
+        t1 = time.perf_counter()
+        second = run(SEARCH_MAX_SIDE, lambda: RegionLandmarker(
+            lambda: create_landmarker(face_backend, max_faces=1), max_faces=max_faces))
+        if sum(t.n_frames for t in second.tracks) > sum(t.n_frames for t in analysis.tracks):
+            analysis = second
+        clock["small_faces"] = time.perf_counter() - t1  # decode + faces of the second pass
     clock["face"] = time.perf_counter() - t0 - clock["decode"]
     return analysis
 
