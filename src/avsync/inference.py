@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
+from avsync.face.frame_rate import analysis_rate, on_grid
 from avsync.face.landmarks import LandmarkBackend, create_landmarker
 from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
 from avsync.face.tracks import Track, VisualAnalysis, analyse_frames
@@ -140,6 +141,7 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     that clockwise turn (see avsync.io.orientation);
     keep_crops: also keep per-frame mouth crops and lip points in the tracks (training data);
     rgb_crop_size: with keep_crops, also RGB mouth crops of that side (generation data).
+    Videos faster than 37.5 fps are analysed on a 25 fps grid (``rate_fps``; face.frame_rate).
     When no face stays MIN_TRACK_FRAMES at ANALYSIS_MAX_SIDE, a second pass looks for small faces
     at up to SEARCH_MAX_SIDE px (tiles + one landmarker per face crop; avsync.face.small_faces).
     """
@@ -147,14 +149,20 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     clock.setdefault("decode", 0.0)
     t0 = time.perf_counter()
 
+    rate_fps = analysis_rate(probe(path).fps)
+
     def run(max_side: int, make: Callable[[], LandmarkBackend]) -> VisualAnalysis:
         landmarker = make()
         try:
             frames = _timed(iter(iter_video_frames(path, max_side=max_side, rotate=rotate)), clock)
-            return analyse_frames(frames, landmarker, on_frame, keep_crops=keep_crops,
-                                  rgb_crop_size=rgb_crop_size)
+            if rate_fps is not None:
+                frames = on_grid(frames, rate_fps)
+            analysis = analyse_frames(frames, landmarker, on_frame, keep_crops=keep_crops,
+                                      rgb_crop_size=rgb_crop_size)
         finally:
             landmarker.close()
+        analysis.rate_fps = rate_fps
+        return analysis
 
     analysis = run(ANALYSIS_MAX_SIDE, lambda: create_landmarker(face_backend, max_faces=max_faces))
     if not any(t.n_frames >= MIN_TRACK_FRAMES for t in analysis.tracks):
@@ -258,6 +266,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
         raise AvsyncError(f"{path}: the video has {analysis.n_frames} frame(s); "
                           f"at least {MIN_TRACK_FRAMES} are needed")
     fps = info.fps if info.fps and info.fps > 0 else _fps_from_times(analysis.frame_times_s)
+    fps = analysis.rate_fps or fps  # 50/60 fps videos: frames (and offsets) of the 25 fps grid
     t1 = time.perf_counter()
     tracks, cs = synchronise(analysis, audio, fps, model, max_offset_frames, drift)
     clock["scoring"] = time.perf_counter() - t1
