@@ -5,12 +5,13 @@ their context windows, flow features and search range are counted in frames. A 6
 25 fps clip gives them windows of 2/5 of the trained length and, between duplicated frames, zero
 optical flow. So a video faster than DECIMATE_ABOVE_FPS is analysed on a grid of
 ANALYSIS_RATE_FPS: for each grid point the nearest decoded frame is kept (at most 1/120 s off at
-60 fps, exact at 50 fps), with its true timestamp. Offsets are then counted in frames of that
+60 fps, exact at 50 fps) and stamped with the grid time. Offsets are then counted in frames of that
 grid (``SyncResult.fps`` says so) and in milliseconds as always.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -32,7 +33,8 @@ def on_grid(frames: Iterable[Any], rate_fps: float) -> Iterator[Any]:
 
     ``frames``: VideoFrame-like objects (``index``, ``time_s``, ``image``) in time order. Each
     grid point keeps at most one frame (none in a gap longer than a grid step); kept frames are
-    renumbered 0, 1, ... and keep their own times.
+    renumbered 0, 1, ... and take the grid point's time (at most half a source frame from their
+    own: the methods read audio at regular steps, as in training).
     """
     step = 1.0 / rate_fps
     t0: float | None = None
@@ -42,15 +44,15 @@ def on_grid(frames: Iterable[Any], rate_fps: float) -> Iterator[Any]:
         if t0 is None:
             t0 = f.time_s
         pos = (f.time_s - t0) / step
-        n = int(round(pos))
+        n = math.floor(pos + 0.5)
         dist = abs(pos - n)
         if n == best_n:
             if dist < best_dist:
                 best, best_dist = f, dist
             continue
         if best is not None:
-            yield replace(best, index=out)
+            yield replace(best, index=out, time_s=t0 + best_n * step)
             out += 1
         best, best_n, best_dist = f, n, dist
     if best is not None:
-        yield replace(best, index=out)
+        yield replace(best, index=out, time_s=t0 + best_n * step)

@@ -48,6 +48,10 @@ CROP_PX: int = 256
 MAX_MISSED_FRAMES: int = 12
 """A region whose landmarker misses its face this many frames in a row is dropped."""
 
+MAX_UNCONFIRMED_FRAMES: int = 3
+"""A new region whose landmarker finds no face in this many frames was a false detection: it is
+dropped and its box is not searched again."""
+
 MIN_DETECTION_SCORE: float = 0.5
 """BlazeFace score for a tile detection (the region's landmarker confirms the face)."""
 
@@ -124,6 +128,7 @@ class _Region:
     landmarker: LandmarkBackend
     face_box: tuple[float, float, float, float]
     missed: int = 0
+    confirmed: bool = False
 
 
 class RegionLandmarker:
@@ -140,6 +145,7 @@ class RegionLandmarker:
         self._redetect_s = redetect_s
         self._search = TileFaceDetector()
         self._regions: list[_Region] = []
+        self._rejected: list[tuple[float, float, float, float]] = []
         self._next_search_s: float | None = None
         self.n_searches = 0
 
@@ -148,11 +154,11 @@ class RegionLandmarker:
         self.n_searches += 1
         found = self._search.detect(image)
         for box, _score in sorted(found, key=lambda f: -(f[0][2] - f[0][0]) * (f[0][3] - f[0][1])):
-            if len(self._regions) >= self._max_faces:
+            if len(self._regions) >= self._max_faces + 2:  # a couple of candidates to confirm
                 break
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
             if any(_contains(r.face_box, cx, cy) or _iou(r.face_box, box) > 0.3
-                   for r in self._regions):
+                   for r in self._regions) or any(_iou(b, box) > 0.3 for b in self._rejected):
                 continue
             side = ROI_SCALE * max(box[2] - box[0], box[3] - box[1])
             self._regions.append(_Region(cx, cy, side, self._make(), box))
@@ -177,10 +183,12 @@ class RegionLandmarker:
             found = r.landmarker.detect(crop, time_s)
             if not found:
                 r.missed += 1
-                if r.missed < MAX_MISSED_FRAMES:
+                if r.missed < (MAX_MISSED_FRAMES if r.confirmed else MAX_UNCONFIRMED_FRAMES):
                     keep.append(r)
                 else:
                     r.landmarker.close()
+                    if not r.confirmed:
+                        self._rejected.append(r.face_box)
                 continue
             xy = found[0].landmarks / scale + np.array([x0, y0], np.float32)
             box = (float(xy[:, 0].min()), float(xy[:, 1].min()),
@@ -193,10 +201,11 @@ class RegionLandmarker:
             side = ROI_SCALE * max(box[2] - box[0], box[3] - box[1])
             r.cx, r.cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
             r.side = 0.7 * r.side + 0.3 * side
-            r.face_box, r.missed = box, 0
+            r.face_box, r.missed, r.confirmed = box, 0, True
             keep.append(r)
         self._regions = keep
-        return faces
+        faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        return faces[: self._max_faces]
 
     def close(self) -> None:
         for r in self._regions:
