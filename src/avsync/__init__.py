@@ -37,24 +37,28 @@ def __getattr__(name: str) -> Any:
 
 def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = None,
         method: str | None = None, overwrite: bool = False,
-        force: bool = False, max_offset_ms: float | None = None) -> tuple[Path, float]:
+        force: bool = False, max_offset_ms: float | None = None,
+        rotate: str | int | None = "auto") -> tuple[Path, float]:
     """Write ``out_path`` with the audio moved so it is in sync; returns (path, offset_ms used).
 
     ``offset_ms`` is the measured offset (audio late when > 0); when None it is detected (with
     ``method``, default the registry's DEFAULT_METHOD), and a detection below the reliability
     threshold is refused unless ``force``; ``max_offset_ms``: the detection's wide search
-    (see avsync.search; None = automatic).
+    (see avsync.search; None = automatic). ``rotate`` (detection only): "auto" or a forced
+    clockwise turn of the pictures; the copied video keeps its display matrix either way.
     The input is never modified; the output is written atomically.
     """
     from avsync.inference import detect
     from avsync.io import check_output_path, shift_audio
+    from avsync.io.orientation import parse_rotate
 
+    parse_rotate(rotate)
     check_output_path(out_path, overwrite=overwrite, protect=[in_path])
     if offset_ms is None:
         from avsync.models.registry import DEFAULT_METHOD
 
         result = detect(in_path, method=method or DEFAULT_METHOD, drift=False,
-                        max_offset_ms=max_offset_ms)
+                        max_offset_ms=max_offset_ms, rotate=rotate)
         if not result.reliable and not force:
             raise AvsyncError(
                 f"{in_path}: the detected offset ({result.offset_ms:+.0f} ms) has low confidence "

@@ -21,6 +21,9 @@ from avsync.errors import AvsyncError
 from avsync.models.registry import DEFAULT_METHOD
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES
 
+_ROTATE_HELP = ("Turn the pictures before face analysis: auto (the file's display matrix, as "
+                "players do), or 0/90/180/270 degrees clockwise.")
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Measure and correct lip-sync offsets. offset > 0 means the audio is LATE.")
 
@@ -85,6 +88,7 @@ def detect(
     face_backend: str = typer.Option("mediapipe", help="Landmarks: mediapipe or dlib "
                                      "(dlib needs the 'dlib' extra and libdlib-data)."),
     progress: bool = typer.Option(True, help="Progress bar on stderr."),
+    rotate: str = typer.Option("auto", help=_ROTATE_HELP),
 ) -> None:
     """Measure the offset between lips and voice (offset > 0: audio LATE)."""
     from avsync.inference import detect as run_detect
@@ -99,7 +103,7 @@ def detect(
                 task = bar.add_task(path.name, total=None)
                 result = run_detect(path, method=method, max_offset_frames=max_offset_frames,
                                     max_faces=max_faces, face_backend=face_backend,
-                                    max_offset_ms=max_offset_ms,
+                                    max_offset_ms=max_offset_ms, rotate=rotate,
                                     on_frame=lambda n, t=task: bar.update(t, completed=n + 1))
             if plot is not None:
                 from avsync.plots import plot_result
@@ -138,6 +142,7 @@ def fix(
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
     force: bool = typer.Option(False, help="Apply a detected offset even at low confidence."),
     max_offset_ms: float | None = typer.Option(None, help=_MAX_OFFSET_MS_HELP + " (when detecting)"),
+    rotate: str = typer.Option("auto", help=_ROTATE_HELP),
 ) -> None:
     """Write a new file whose audio is shifted into sync (video stream copied)."""
     from avsync import fix as run_fix
@@ -145,7 +150,8 @@ def fix(
     _check_max_offset_ms(max_offset_ms)
     try:
         written, used = run_fix(in_path, out, offset_ms=offset_ms, method=method,
-                                overwrite=overwrite, force=force, max_offset_ms=max_offset_ms)
+                                overwrite=overwrite, force=force, max_offset_ms=max_offset_ms,
+                                rotate=rotate)
     except AvsyncError as exc:
         _fail(_one_sentence(exc))
     except Exception as exc:  # noqa: BLE001

@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
-from avsync.face.landmarks import create_landmarker
+from avsync.face.frame_rate import analysis_rate, on_grid
+from avsync.face.landmarks import LandmarkBackend, create_landmarker
+from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
 from avsync.face.tracks import Track, VisualAnalysis, analyse_frames
 from avsync.features import AudioFeatures, audio_features, is_silent
 from avsync.io import iter_video_frames, load_audio, probe
+from avsync.io.orientation import parse_rotate
 from avsync.models.calibration import refine_peak, round_frames
 from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, DRIFT_WINDOW_S, frames_to_ms
@@ -140,22 +143,46 @@ def _timed(frames: Iterator, clock: dict) -> Iterator:
 def analyse_video(path: str | Path, max_faces: int = 4,
                   on_frame: Callable[[int], None] | None = None,
                   clock: dict | None = None, face_backend: str = "mediapipe",
-                  keep_crops: bool = False, rgb_crop_size: int = 0) -> VisualAnalysis:
+                  keep_crops: bool = False, rgb_crop_size: int = 0,
+                  rotate: str | int | None = "auto") -> VisualAnalysis:
     """Decode + landmarks + tracks (the expensive, method-independent part).
 
+    rotate: "auto" turns phone clips upright from their display matrix; 0/90/180/270 force
+    that clockwise turn (see avsync.io.orientation);
     keep_crops: also keep per-frame mouth crops and lip points in the tracks (training data);
     rgb_crop_size: with keep_crops, also RGB mouth crops of that side (generation data).
+    Videos faster than 37.5 fps are analysed on a 25 fps grid (``rate_fps``; face.frame_rate).
+    When no face stays MIN_TRACK_FRAMES at ANALYSIS_MAX_SIDE, a second pass looks for small faces
+    at up to SEARCH_MAX_SIDE px (tiles + one landmarker per face crop; avsync.face.small_faces).
     """
     clock = clock if clock is not None else {"decode": 0.0}
     clock.setdefault("decode", 0.0)
     t0 = time.perf_counter()
-    landmarker = create_landmarker(face_backend, max_faces=max_faces)
-    try:
-        frames = _timed(iter(iter_video_frames(path, max_side=ANALYSIS_MAX_SIDE)), clock)
-        analysis = analyse_frames(frames, landmarker, on_frame, keep_crops=keep_crops,
-                                  rgb_crop_size=rgb_crop_size)
-    finally:
-        landmarker.close()
+
+    rate_fps = analysis_rate(probe(path).fps)
+
+    def run(max_side: int, make: Callable[[], LandmarkBackend]) -> VisualAnalysis:
+        landmarker = make()
+        try:
+            frames = _timed(iter(iter_video_frames(path, max_side=max_side, rotate=rotate)), clock)
+            if rate_fps is not None:
+                frames = on_grid(frames, rate_fps)
+            analysis = analyse_frames(frames, landmarker, on_frame, keep_crops=keep_crops,
+                                      rgb_crop_size=rgb_crop_size)
+        finally:
+            landmarker.close()
+        analysis.rate_fps = rate_fps
+        return analysis
+
+    analysis = run(ANALYSIS_MAX_SIDE, lambda: create_landmarker(face_backend, max_faces=max_faces))
+    if not any(t.n_frames >= MIN_TRACK_FRAMES for t in analysis.tracks):
+        # Nothing usable at 640 px: look again for small faces (wide shots), see face.small_faces.
+        t1 = time.perf_counter()
+        second = run(SEARCH_MAX_SIDE, lambda: RegionLandmarker(
+            lambda: create_landmarker(face_backend, max_faces=1), max_faces=max_faces))
+        if sum(t.n_frames for t in second.tracks) > sum(t.n_frames for t in analysis.tracks):
+            analysis = second
+        clock["small_faces"] = time.perf_counter() - t1  # decode + faces of the second pass
     clock["face"] = time.perf_counter() - t0 - clock["decode"]
     return analysis
 
@@ -225,16 +252,19 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
 def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
            max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, max_faces: int = 4,
            drift: bool = True, on_frame: Callable[[int], None] | None = None,
-           face_backend: str = "mediapipe", max_offset_ms: float | None = None) -> SyncResult:
+           face_backend: str = "mediapipe", max_offset_ms: float | None = None,
+           rotate: str | int | None = "auto") -> SyncResult:
     """Measure the lip-sync offset of one video file (see SyncResult for the sign).
 
     max_offset_ms: wide search range (avsync.search): None = +-5 s when the normal
-    +-max_offset_frames search is unreliable, 0 = off, up to 10000 = always."""
+    +-max_offset_frames search is unreliable, 0 = off, up to 10000 = always.
+    rotate: "auto" (the file's display matrix, as players do) or a forced clockwise turn."""
     from avsync import search
 
     if max_offset_frames < 1:
         raise AvsyncError("--max-offset-frames must be at least 1")
     search.check_max_offset_ms(max_offset_ms)
+    parse_rotate(rotate)  # a bad value fails before any decoding
     model = create_model(method) if isinstance(method, str) else method
     info = probe(path)
     if not info.has_video:
@@ -246,11 +276,13 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     audio = analyse_audio(path)
     clock["audio"] = time.perf_counter() - t0
     analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
-                             face_backend=face_backend, keep_crops=needs_neural(model))
+                             face_backend=face_backend, keep_crops=needs_neural(model),
+                             rotate=rotate)
     if analysis.n_frames < MIN_TRACK_FRAMES:
         raise AvsyncError(f"{path}: the video has {analysis.n_frames} frame(s); "
                           f"at least {MIN_TRACK_FRAMES} are needed")
     fps = info.fps if info.fps and info.fps > 0 else _fps_from_times(analysis.frame_times_s)
+    fps = analysis.rate_fps or fps  # 50/60 fps videos: frames (and offsets) of the 25 fps grid
     t1 = time.perf_counter()
     tracks, cs, wide = search.synchronise_wide(analysis, audio, fps, model, max_offset_frames, drift,
                                             max_offset_ms)

@@ -136,6 +136,7 @@ def _clip_arrays(clip: Clip, rgb_crop_size: int = 0) -> dict[str, np.ndarray]:
         raise ClipSkipped("the audio track is silent") from exc
     analysis = analyse_video(clip.path, keep_crops=True, rgb_crop_size=rgb_crop_size)
     fps = info.fps if info.fps and info.fps > 0 else _fps_from_times(analysis.frame_times_s)
+    fps = analysis.rate_fps or fps  # 50/60 fps videos are analysed on a 25 fps grid
     try:
         track = _choose_track(analysis, audio, fps)
     except NoFaceError as exc:

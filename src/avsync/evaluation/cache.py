@@ -70,9 +70,10 @@ def cached_analysis(path: str | Path, cache_dir: str | Path | None, keep_crops: 
         if cfile.is_file():
             return load_analysis(cfile)
     analysis = analyse_video(path, keep_crops=keep_crops)
+    fps = analysis.rate_fps or info.fps  # 50/60 fps videos are analysed on a 25 fps grid
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        save_analysis(analysis, info.fps, cfile)
+        save_analysis(analysis, fps, cfile)
         return load_analysis(cfile)
-    analysis.fps = info.fps  # type: ignore[attr-defined]
+    analysis.fps = fps  # type: ignore[attr-defined]
     return analysis

@@ -138,6 +138,8 @@ class VisualAnalysis:
     frame_times_s: np.ndarray
     cuts: list[int]
     image_size: tuple[int, int]
+    rate_fps: float | None = None
+    """Set when the frames were resampled onto a grid of this rate (see face.frame_rate)."""
 
 
 def _hist(image: np.ndarray) -> np.ndarray:

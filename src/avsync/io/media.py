@@ -53,6 +53,7 @@ import av.stream
 import numpy as np
 
 from avsync.errors import MediaError
+from avsync.io.orientation import frame_rotation_cw, parse_rotate, rotate_image
 from avsync.timing import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class MediaInfo:
     """What :func:`probe` learns about a file (times in seconds, sizes in pixels).
 
     Fields of an absent stream are 0 / ``None``. ``width``/``height`` are the coded size
-    (display rotation is applied by :func:`iter_video_frames`, not here).
+    (display rotation is applied by :func:`iter_video_frames`, not here; see
+    :func:`avsync.io.orientation.display_rotation_cw`).
     """
 
     path: Path
@@ -304,48 +306,50 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
 # ----------------------------------------------------------------------------- video
 
 
-def _to_rgb(frame: Any, max_side: int | None) -> np.ndarray:
+def _to_rgb(frame: Any, max_side: int | None, rotation_cw: int = 0) -> np.ndarray:
+    """RGB (H, W, 3) uint8 of ``frame``, longest side capped at ``max_side``, then turned
+    ``rotation_cw`` degrees clockwise (see avsync.io.orientation)."""
     w, h = frame.width, frame.height
-    rotation = int(getattr(frame, "rotation", 0) or 0)
     if max_side is not None and max(w, h) > max_side:
         scale = max_side / max(w, h)
         nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
         image = frame.to_ndarray(format="rgb24", width=nw, height=nh, interpolation="AREA")
     else:
         image = frame.to_ndarray(format="rgb24")
-    if rotation % 360:
-        # Display matrix: rotate counter-clockwise by `rotation` degrees, as players do.
-        image = np.ascontiguousarray(np.rot90(image, k=int(round(rotation / 90)) % 4))
-    return image
+    return rotate_image(image, rotation_cw)
 
 
 def iter_video_frames(
-    path: str | os.PathLike[str], max_side: int | None = 640
+    path: str | os.PathLike[str], max_side: int | None = 640, rotate: str | int | None = "auto"
 ) -> Iterator[VideoFrame]:
     """Stream the presented video frames of ``path`` in display order, in constant memory.
 
     ``max_side`` (pixels) caps ``max(H, W)`` of the returned RGB images, keeping the aspect
-    ratio and never upscaling; ``None`` keeps the full size. Frame times are
+    ratio and never upscaling; ``None`` keeps the full size. ``rotate``: ``"auto"`` (default)
+    turns the pictures upright as a player would, from the stream's display matrix (phone
+    clips); 0/90/180/270 force that clockwise turn instead. Frame times are
     ``pts * time_base`` in seconds (``index / fps`` after the first time when pts is missing).
     Raises MediaError (before the first frame) when there is no video stream or when no frame
     decodes; a truncated file yields the frames that decode, then stops.
     """
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be >= 1 or None, got {max_side}")
+    rotation_cw = parse_rotate(rotate)
     p = check_input_file(path)
     with open_input(p) as c:  # fail early, not on the first next()
         if video_stream(c) is None:
             raise MediaError(f"{p} has no video stream.")
-    return _iter_video_frames(p, max_side)
+    return _iter_video_frames(p, max_side, rotation_cw)
 
 
-def _iter_video_frames(p: Path, max_side: int | None) -> Iterator[VideoFrame]:
+def _iter_video_frames(p: Path, max_side: int | None, rotation_cw: int | None) -> Iterator[VideoFrame]:
     """Decode in display order; timestamps are re-sorted over a short window.
 
     Frames come out of the decoder in display order, but containers without pts (AVI) attach
     decode-order timestamps to them, e.g. 0.04, 0.16, 0.12 for H.264 with B-frames. Assigning
     the smallest pending timestamp to the oldest pending frame fixes that, and is a no-op for
-    streams whose timestamps already increase (everything else).
+    streams whose timestamps already increase (everything else). ``rotation_cw`` None: the
+    first frame's display matrix decides the turn for the whole stream.
     """
     c = open_input(p)
     try:
@@ -358,9 +362,11 @@ def _iter_video_frames(p: Path, max_side: int | None) -> Iterator[VideoFrame]:
         times: list[float] = []
         index = 0
         for n, frame in enumerate(decode_frames(c, stream, p)):
+            if rotation_cw is None:
+                rotation_cw = frame_rotation_cw(frame)
             t = frame.time
             heapq.heappush(times, float(t) if t is not None else t0 + n / fps)
-            images.append(_to_rgb(frame, max_side))
+            images.append(_to_rgb(frame, max_side, rotation_cw))
             if len(images) > window:
                 yield VideoFrame(index=index, time_s=heapq.heappop(times), image=images.popleft())
                 index += 1
