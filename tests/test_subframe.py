@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import avsync
+from avsync.inference import IN_SYNC_TOLERANCE_FRAMES
 from avsync.models.calibration import calibrated_scores, refine_peak, round_frames
 from avsync.models.registry import DEFAULT_METHOD, create_model
 from avsync.timing import frames_to_ms
@@ -120,7 +121,7 @@ def test_default_recovers_sub_frame_shifts(k: float, sub_frame_copies: dict[floa
     assert r.offset_ms == pytest.approx(frames_to_ms(r.offset_frames, 25.0), abs=2.1)
     d = r.to_dict()
     assert isinstance(d["offset_frames"], float) and isinstance(d["tracks"][0]["offset_frames"], float)
-    assert r.in_sync == (abs(r.offset_frames) <= 1)
+    assert r.in_sync == (abs(r.offset_frames) <= IN_SYNC_TOLERANCE_FRAMES)
 
 
 def test_summary_prints_the_sub_frame_offset() -> None:

@@ -31,8 +31,10 @@ N_NULL: int = 12
 CONFIDENCE_THRESHOLD: float = 3.0
 """Confidence at or above which a result is called reliable (measured: docs/BENCHMARKS.md)."""
 
-IN_SYNC_TOLERANCE_FRAMES: int = 1
-"""|offset_frames| (as reported, one decimal) at or below this counts as in sync."""
+IN_SYNC_TOLERANCE_FRAMES: float = 1.4
+"""|offset_frames| (as reported, one decimal) at or below this counts as in sync: readings that
+round to at most one whole frame, the rule of the whole-frame offsets before sub-frame refinement
+(so a clip one frame off that reads 1.1 is still in sync)."""
 
 ANALYSIS_MAX_SIDE: int = 640
 """Frames are downscaled to this longest side before landmarks (speed; lips stay >20 px)."""
