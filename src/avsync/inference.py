@@ -215,11 +215,18 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
 def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
            max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, max_faces: int = 4,
            drift: bool = True, on_frame: Callable[[int], None] | None = None,
-           face_backend: str = "mediapipe") -> SyncResult:
-    """Measure the lip-sync offset of one video file (see SyncResult for the sign)."""
+           face_backend: str = "mediapipe", weights: str | Path | None = None,
+           s3fd_weights: str | Path | None = None) -> SyncResult:
+    """Measure the lip-sync offset of one video file (see SyncResult for the sign).
+
+    weights / s3fd_weights: the user's files for the peer methods (avsync.peers)."""
     if max_offset_frames < 1:
         raise AvsyncError("--max-offset-frames must be at least 1")
-    model = create_model(method) if isinstance(method, str) else method
+    model = (create_model(method, weights=weights, s3fd_weights=s3fd_weights) if isinstance(method, str)
+             else method)
+    if hasattr(model, "detect_file"):  # peer models score whole files at 25 fps (avsync.peers)
+        return model.detect_file(path, max_offset_frames=max_offset_frames, max_faces=max_faces,
+                                 face_backend=face_backend, on_frame=on_frame)
     info = probe(path)
     if not info.has_video:
         raise AvsyncError(f"{path}: the file has no video stream")

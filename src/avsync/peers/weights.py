@@ -42,8 +42,9 @@ def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (corrupt, truncated, not torch, or not weights-only)
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise AvsyncError(f"{p}: not a readable PyTorch weights file for {what} ({reason})") from None
+        text = str(exc).strip().splitlines()[0].split(". ")[0][:100] if str(exc).strip() else ""
+        raise AvsyncError(f"{p}: not a readable PyTorch weights file for {what} "
+                          f"({type(exc).__name__}{': ' + text if len(text) > 8 else ''})") from None
     state = _plain(obj)
     if state is None:
         raise AvsyncError(f"{p}: holds no state dict (expected {what})")
@@ -57,9 +58,10 @@ def load_into(model: nn.Module, path: str | os.PathLike[str], what: str) -> nn.M
     """
     state = read_state_dict(path, what)
     own = model.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    needed = [k for k in own if not k.endswith("num_batches_tracked")]
+    missing = [k for k in needed if k not in state]
     if missing:
-        raise AvsyncError(f"{path}: not {what}: {len(missing)} of {len(own)} expected tensors are "
+        raise AvsyncError(f"{path}: not {what}: {len(missing)} of {len(needed)} expected tensors are "
                           f"missing (first: {missing[0]})")
     unexpected = [k for k in state if k not in own]
     if unexpected:
