@@ -87,7 +87,7 @@ def syncnet_features(model: SyncNetV2, crops_bgr: np.ndarray, mfcc: np.ndarray,
     for a in range(0, n, batch):
         idx = range(a, min(n, a + batch))
         clips = np.stack([crops_bgr[i:i + WINDOW_FRAMES] for i in idx])  # (B, 5, H, W, 3)
-        x = torch.from_numpy(clips.transpose(0, 4, 1, 2, 3).astype(np.float32))
+        x = torch.from_numpy(np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3), dtype=np.float32))
         vid.append(model.forward_lip(x))
         m = np.stack([mfcc[:, MFCC_STEPS_PER_FRAME * i: MFCC_STEPS_PER_FRAME * i + MFCC_WINDOW_STEPS]
                       for i in idx])
