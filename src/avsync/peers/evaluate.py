@@ -105,7 +105,8 @@ def syncnet_offset(model: SyncNetV2, crops_bgr: np.ndarray, samples: np.ndarray,
     pcm = to_int16_scale(samples)
     n_frames = min(len(crops_bgr), len(pcm) // SAMPLES_PER_PEER_FRAME)
     vf, af = syncnet_features(model, crops_bgr[:n_frames], syncnet_mfcc(pcm))
-    return _score(shift_distances(vf, af, vshift).mean(0), vshift, len(vf))
+    # mean over windows along a contiguous (2V+1, N) layout: the reference's summation order
+    return _score(shift_distances(vf, af, vshift).t().contiguous().mean(1), vshift, len(vf))
 
 
 def expert_face_windows(crops_bgr: np.ndarray, idx: range) -> np.ndarray:
