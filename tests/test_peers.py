@@ -167,3 +167,11 @@ def test_cli_errors_are_one_line(example_clip, tmp_path, expert_file):
         assert res.exception is None or isinstance(res.exception, SystemExit)
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+
+
+def test_too_long_for_memory_is_one_line_error(example_clip, expert_file, monkeypatch):
+    import avsync.peers.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_CROP_FRAMES", 50)  # the 3 s clip has 75 frames at 25 fps
+    with pytest.raises(AvsyncError, match="at most 50 track frames"):
+        create_model("wav2lip_expert", weights=expert_file).detect_file(example_clip)

@@ -44,6 +44,9 @@ from avsync.peers.evaluate import (
 from avsync.types import SyncResult, TrackResult
 
 S3FD_MATCH_IOU: float = 0.3
+MAX_CROP_FRAMES: int = 9000
+"""At most this many 25 fps track frames per file (6 min of one face): the crops are held in memory
+(SyncNet: 150 kB per frame, 1.35 GB at the limit)."""
 SYNCNET_RELIABLE_LSE_C: float = 3.0
 """SyncNet confidence (LSE-C) from which a syncnet_v2 result is called reliable: the cut-off that
 SyncNet-based data filters commonly use; not measured here (no real weights)."""
@@ -125,11 +128,11 @@ def _full_width(path: Path) -> int:
     """Width of the displayed (rotation applied) full-resolution frames."""
     from avsync.io import iter_video_frames
 
-    frames = iter(iter_video_frames(path, max_side=None))
+    frames = iter_video_frames(path, max_side=None)
     try:
         return int(next(frames).image.shape[1])
     finally:
-        frames.close() if hasattr(frames, "close") else None
+        frames.close()
 
 
 def _segment(audio, t0_s: float, n_frames: int) -> np.ndarray:
@@ -171,6 +174,10 @@ def detect_peer(path: str | Path, model_name: str, model, s3fd_net=None, *, weig
                            np.zeros(len(pos), bool)))
     if not plans:
         raise NoFaceError(f"{path}: no face stays in view for {MIN_TRACK_FRAMES} frames or more")
+    if sum(len(p.frames) for p in plans) > MAX_CROP_FRAMES:
+        raise AvsyncError(f"{path}: {model_name} holds every face crop in memory and takes at most "
+                          f"{MAX_CROP_FRAMES} track frames at 25 fps ({MAX_CROP_FRAMES / PEER_FPS / 60:.0f} "
+                          "min of one face); cut the video into parts")
     t1 = time.perf_counter()
     if s3fd_net is not None:
         _apply_s3fd(path, plans, s3fd_net)

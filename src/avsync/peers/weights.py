@@ -10,6 +10,7 @@ absent (old PyTorch); every other key must be present with the port's shape.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -40,7 +41,9 @@ def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.
     if not p.is_file():
         raise AvsyncError(f"{what} weights not found: {p}")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol notes would break the one-line error
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  (corrupt, truncated, not torch, or not weights-only)
         text = str(exc).strip().splitlines()[0].split(". ")[0][:100] if str(exc).strip() else ""
         raise AvsyncError(f"{p}: not a readable PyTorch weights file for {what} "
