@@ -89,6 +89,10 @@ def detect(
                                      "(dlib needs the 'dlib' extra and libdlib-data)."),
     progress: bool = typer.Option(True, help="Progress bar on stderr."),
     rotate: str = typer.Option("auto", help=_ROTATE_HELP),
+    weights: Path | None = typer.Option(None, help="Your weights file for --method syncnet_v2 "
+                                        "(syncnet_v2.model) or wav2lip_expert (lipsync_expert.pth)."),
+    s3fd_weights: Path | None = typer.Option(None, help="Your sfd_face.pth: crop faces with S3FD "
+                                             "like syncnet_python (peer methods only)."),
 ) -> None:
     """Measure the offset between lips and voice (offset > 0: audio LATE)."""
     from avsync.inference import detect as run_detect
@@ -104,6 +108,7 @@ def detect(
                 result = run_detect(path, method=method, max_offset_frames=max_offset_frames,
                                     max_faces=max_faces, face_backend=face_backend,
                                     max_offset_ms=max_offset_ms, rotate=rotate,
+                                    weights=weights, s3fd_weights=s3fd_weights,
                                     on_frame=lambda n, t=task: bar.update(t, completed=n + 1))
             if plot is not None:
                 from avsync.plots import plot_result

@@ -64,13 +64,29 @@ def generate(
 
 
 def metrics(
-    video: Path = typer.Argument(..., help="The (generated) face or lip video to score."),
+    videos: list[Path] = typer.Argument(..., help="The (generated) face or lip video to score "
+                                        "(several with --lse)."),
     reference: Path | None = typer.Option(None, help="The real video it should match (LMD, SSIM, PSNR)."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON object."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object (per video with --lse)."),
+    lse: bool = typer.Option(False, "--lse", help="Paper-comparable LSE-D/LSE-C: syncnet_python's "
+                             "SyncNet on your syncnet_v2.model (--weights)."),
+    weights: Path | None = typer.Option(None, help="syncnet_v2.model, for --lse."),
+    s3fd_weights: Path | None = typer.Option(None, help="sfd_face.pth: S3FD crops, for --lse."),
 ) -> None:
-    """Lip-generation metrics: CPBD, sync (LSE-D/LSE-C by our SyncNet); with --reference LMD, SSIM, PSNR."""
+    """Lip-generation metrics: CPBD, sync (LSE-D/LSE-C by our SyncNet); with --reference LMD, SSIM, PSNR.
+
+    With --lse: LSE-D/LSE-C of syncnet_python's SyncNet (the papers' numbers) for each video."""
     from avsync.evaluation.video_metrics import video_metrics
 
+    if lse:
+        from avsync.peers.lse import lse_command
+
+        raise typer.Exit(lse_command(videos, weights, s3fd_weights, json_out))
+    if weights is not None or s3fd_weights is not None:
+        _fail("--weights/--s3fd-weights go with --lse")
+    if len(videos) != 1:
+        _fail("metrics scores one video (several only with --lse)")
+    video = videos[0]
     result = _call(video_metrics, video, reference)
     if json_out:
         print(json.dumps(result))

@@ -255,19 +255,28 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
            max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, max_faces: int = 4,
            drift: bool = True, on_frame: Callable[[int], None] | None = None,
            face_backend: str = "mediapipe", max_offset_ms: float | None = None,
-           rotate: str | int | None = "auto") -> SyncResult:
+           rotate: str | int | None = "auto", weights: str | Path | None = None,
+           s3fd_weights: str | Path | None = None) -> SyncResult:
     """Measure the lip-sync offset of one video file (see SyncResult for the sign).
 
     max_offset_ms: wide search range (avsync.search): None = +-5 s when the normal
     +-max_offset_frames search is unreliable, 0 = off, up to 10000 = always.
-    rotate: "auto" (the file's display matrix, as players do) or a forced clockwise turn."""
+    rotate: "auto" (the file's display matrix, as players do) or a forced clockwise turn.
+    weights / s3fd_weights: the user's files for the peer methods (avsync.peers)."""
     from avsync import search
 
     if max_offset_frames < 1:
         raise AvsyncError("--max-offset-frames must be at least 1")
     search.check_max_offset_ms(max_offset_ms)
     parse_rotate(rotate)  # a bad value fails before any decoding
-    model = create_model(method) if isinstance(method, str) else method
+    model = (create_model(method, weights=weights, s3fd_weights=s3fd_weights) if isinstance(method, str)
+             else method)
+    if hasattr(model, "detect_file"):  # peer models score whole files at 25 fps (avsync.peers)
+        if rotate != "auto" or max_offset_ms:
+            raise AvsyncError(f"{model.name} takes neither --rotate nor --max-offset-ms "
+                              "(it follows the file's display matrix and searches +-max-offset-frames)")
+        return model.detect_file(path, max_offset_frames=max_offset_frames, max_faces=max_faces,
+                                 face_backend=face_backend, on_frame=on_frame)
     info = probe(path)
     if not info.has_video:
         raise AvsyncError(f"{path}: the file has no video stream")

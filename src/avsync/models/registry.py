@@ -87,6 +87,7 @@ def register_model(name: str, kind: str, description: str) -> Callable:
 
 def _ensure_loaded() -> None:
     from avsync.models import fusion, methods, trained  # noqa: F401  (register the built-in methods)
+    from avsync.peers import methods as _peers  # noqa: F401  (syncnet_v2, wav2lip_expert: need --weights)
 
 
 def available_models() -> list[ModelInfo]:
@@ -99,9 +100,18 @@ def needs_neural(method: Any) -> bool:
     return bool(getattr(method, "needs_neural", False))
 
 
-def create_model(name: str = DEFAULT_METHOD) -> SyncMethod:
-    """Instantiate a registered method by name, or load a ``.safetensors`` checkpoint path."""
+def create_model(name: str = DEFAULT_METHOD, weights: str | Path | None = None,
+                 s3fd_weights: str | Path | None = None) -> SyncMethod:
+    """Instantiate a registered method by name, or load a ``.safetensors`` checkpoint path.
+
+    weights / s3fd_weights: the user's weights files of the peer methods (kind "peer": syncnet_v2,
+    wav2lip_expert; see avsync.peers), which need them; other methods take none."""
     _ensure_loaded()
+    if name in _REGISTRY and _REGISTRY[name].kind == "peer":
+        return _REGISTRY[name].factory(weights=weights, s3fd_weights=s3fd_weights)
+    if weights is not None or s3fd_weights is not None:
+        raise AvsyncError(f"--weights/--s3fd-weights apply only to the peer methods "
+                          f"({', '.join(k for k, v in _REGISTRY.items() if v.kind == 'peer')}), not {name!r}")
     if name.endswith(".safetensors"):
         from avsync.models.scoring import NeuralSyncMethod
 
