@@ -37,13 +37,14 @@ def __getattr__(name: str) -> Any:
 
 def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = None,
         method: str | None = None, overwrite: bool = False,
-        force: bool = False) -> tuple[Path, float]:
+        force: bool = False, audio_stream: int | None = None) -> tuple[Path, float]:
     """Write ``out_path`` with the audio moved so it is in sync; returns (path, offset_ms used).
 
     ``offset_ms`` is the measured offset (audio late when > 0); when None it is detected (with
     ``method``, default the registry's DEFAULT_METHOD), and a detection below the reliability
     threshold is refused unless ``force``.
-    The input is never modified; the output is written atomically.
+    The input is never modified; the output is written atomically. ``audio_stream``: the audio
+    stream measured and shifted (0 = first; None = the default one); only it is written.
     """
     from avsync.inference import detect
     from avsync.io import check_output_path, shift_audio
@@ -52,14 +53,16 @@ def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = Non
     if offset_ms is None:
         from avsync.models.registry import DEFAULT_METHOD
 
-        result = detect(in_path, method=method or DEFAULT_METHOD, drift=False)
+        result = detect(in_path, method=method or DEFAULT_METHOD, drift=False,
+                        audio_stream=audio_stream)
         if not result.reliable and not force:
             raise AvsyncError(
                 f"{in_path}: the detected offset ({result.offset_ms:+.0f} ms) has low confidence "
                 f"({result.confidence:.1f}); check it with 'avsync detect --plot', then pass "
                 "--offset-ms, or --force to apply it anyway")
         offset_ms = result.offset_ms
-    return shift_audio(in_path, out_path, offset_ms, overwrite=overwrite), float(offset_ms)
+    return shift_audio(in_path, out_path, offset_ms, overwrite=overwrite,
+                       audio_stream_index=audio_stream), float(offset_ms)
 
 
 def generate(audio_path: str | Path, image_path: str | Path, out_path: str | Path,

@@ -63,6 +63,8 @@ def detect(
     face_backend: str = typer.Option("mediapipe", help="Landmarks: mediapipe or dlib "
                                      "(dlib needs the 'dlib' extra and libdlib-data)."),
     progress: bool = typer.Option(True, help="Progress bar on stderr."),
+    audio_stream: int | None = typer.Option(None, min=0, help="Audio stream N (0 = first; "
+                                            "default: the default-disposition one)."),
 ) -> None:
     """Measure the offset between lips and voice (offset > 0: audio LATE)."""
     from avsync.inference import detect as run_detect
@@ -76,6 +78,7 @@ def detect(
                 task = bar.add_task(path.name, total=None)
                 result = run_detect(path, method=method, max_offset_frames=max_offset_frames,
                                     max_faces=max_faces, face_backend=face_backend,
+                                    audio_stream=audio_stream,
                                     on_frame=lambda n, t=task: bar.update(t, completed=n + 1))
             if plot is not None:
                 from avsync.plots import plot_result
@@ -113,13 +116,15 @@ def fix(
     method: str = typer.Option(DEFAULT_METHOD, help="Method used when detecting."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
     force: bool = typer.Option(False, help="Apply a detected offset even at low confidence."),
+    audio_stream: int | None = typer.Option(None, min=0, help="Audio stream N to measure and "
+                                            "shift (0 = first; only it is written)."),
 ) -> None:
     """Write a new file whose audio is shifted into sync (video stream copied)."""
     from avsync import fix as run_fix
 
     try:
         written, used = run_fix(in_path, out, offset_ms=offset_ms, method=method,
-                                overwrite=overwrite, force=force)
+                                overwrite=overwrite, force=force, audio_stream=audio_stream)
     except AvsyncError as exc:
         _fail(_one_sentence(exc))
     except Exception as exc:  # noqa: BLE001

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +12,9 @@ import numpy as np
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
 from avsync.face.landmarks import create_landmarker
 from avsync.face.tracks import Track, VisualAnalysis, analyse_frames
-from avsync.features import AudioFeatures, audio_features, is_silent
-from avsync.io import iter_video_frames, load_audio, probe
+from avsync.features import SILENCE_RMS, AudioFeatures, stream_features
+from avsync.io import iter_video_frames, probe
+from avsync.io.audio import describe_audio_stream, iter_audio_blocks
 from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, DRIFT_WINDOW_S, frames_to_ms
 from avsync.types import DriftPoint, SyncResult, TrackResult
@@ -150,11 +151,12 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     return analysis
 
 
-def analyse_audio(path: str | Path) -> AudioFeatures:
-    audio = load_audio(path)
-    if is_silent(audio.samples):
+def analyse_audio(path: str | Path, audio_stream: int | None = None) -> AudioFeatures:
+    """Audio features of one audio stream (None: the default one), streamed in blocks."""
+    feats, rms = stream_features(iter_audio_blocks(path, index=audio_stream))
+    if rms < SILENCE_RMS:
         raise SilentAudioError(f"{path}: the audio track is silent")
-    return audio_features(audio.samples, audio.start_s)
+    return feats
 
 
 def neural_input(track: Track, audio: AudioFeatures, fps: float):
@@ -215,8 +217,10 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
 def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
            max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, max_faces: int = 4,
            drift: bool = True, on_frame: Callable[[int], None] | None = None,
-           face_backend: str = "mediapipe") -> SyncResult:
-    """Measure the lip-sync offset of one video file (see SyncResult for the sign)."""
+           face_backend: str = "mediapipe", audio_stream: int | None = None) -> SyncResult:
+    """Measure the lip-sync offset of one video file (see SyncResult for the sign).
+
+    audio_stream: which audio stream to use (0 = first; None = the default one)."""
     if max_offset_frames < 1:
         raise AvsyncError("--max-offset-frames must be at least 1")
     model = create_model(method) if isinstance(method, str) else method
@@ -225,9 +229,10 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
         raise AvsyncError(f"{path}: the file has no video stream")
     if not info.has_audio:
         raise AvsyncError(f"{path}: the file has no audio stream")
+    stream = describe_audio_stream(path, audio_stream)
     clock: dict[str, float] = {"decode": 0.0}
     t0 = time.perf_counter()
-    audio = analyse_audio(path)
+    audio = analyse_audio(path, audio_stream)
     clock["audio"] = time.perf_counter() - t0
     analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
                              face_backend=face_backend, keep_crops=needs_neural(model))
@@ -247,7 +252,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
         reliable=cs.confidence >= CONFIDENCE_THRESHOLD, tracks=tracks,
         curve={"offset_frames": [int(s) for s in cs.shifts_frames],
                "score": [round(float(x), 5) for x in cs.scores]},
-        timings_s={k: round(v, 3) for k, v in clock.items()})
+        timings_s={k: round(v, 3) for k, v in clock.items()}, audio_stream=asdict(stream))
 
 
 def _fps_from_times(times: np.ndarray) -> float:

@@ -55,6 +55,9 @@ class SyncResult:
     tracks: list[TrackResult]
     curve: dict[str, list[float]]
     timings_s: dict[str, float] = field(default_factory=dict)
+    audio_stream: dict | None = None
+    """The audio stream measured (avsync.io.audio.AudioStreamInfo: index, codec, channels,
+    sample_rate_hz, language, ...)."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
