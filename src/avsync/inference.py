@@ -169,8 +169,10 @@ def neural_input(track: Track, audio: AudioFeatures, fps: float):
     from avsync.models.neural import NeuralInput
 
     b0 = SIGNAL_NAMES.index(BLENDSHAPE_NAMES[0])
-    return NeuralInput(fps, np.asarray(track.time_s, np.float64), np.stack(track.mouth),
-                       np.stack(track.lips).astype(np.float32),
+    from avsync.face.rows import rows_array
+
+    return NeuralInput(fps, np.asarray(track.time_s, np.float64), rows_array(track.mouth),
+                       rows_array(track.lips).astype(np.float32),
                        track.signal_matrix()[:, b0: b0 + len(BLENDSHAPE_NAMES)], audio.logmel,
                        audio.start_s, np.asarray(track.valid, bool))
 
