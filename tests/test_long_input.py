@@ -59,11 +59,31 @@ def test_streamed_audio_features_are_identical(example_clip: Path, monkeypatch,
     assert np.array_equal(feats.logmel, ref.logmel)
     assert np.array_equal(feats.times_s, ref.times_s)
     assert rms == pytest.approx(float(np.sqrt(np.mean(np.square(whole.samples, dtype=np.float64)))))
+    # And both match an independent whole-signal computation (one centred STFT, no blocks).
+    want_values, want_logmel = _whole_signal_features(whole.samples)
+    np.testing.assert_allclose(feats.values, want_values, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(feats.logmel, want_logmel, rtol=1e-4, atol=1e-3)
     # Odd block sizes fed by hand give the same features too.
     acc = features.FeatureAccumulator(whole.start_s)
     for i in range(0, len(whole.samples), 1237):
         acc.feed(whole.samples[i: i + 1237])
     assert np.array_equal(acc.finish().values, ref.values)
+
+
+def _whole_signal_features(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUDIO_NAMES columns and log-mel from one centred STFT of the whole signal."""
+    from avsync.timing import AUDIO_WIN_SAMPLES, SAMPLE_RATE_HZ
+
+    power = features.power_spectrogram(samples).astype(np.float64)
+    freqs = np.linspace(0, SAMPLE_RATE_HZ / 2, AUDIO_WIN_SAMPLES // 2 + 1)
+    fb = features.mel_filterbank(features.N_MELS, AUDIO_WIN_SAMPLES, SAMPLE_RATE_HZ).T
+    logmel = np.log(power @ fb + 1e-8)
+    flux = np.clip(np.diff(logmel, axis=0, prepend=logmel[:1]), 0, None).mean(1)
+    band = [np.log(power[:, (freqs >= lo) & (freqs < hi)].sum(1) + 1e-8)
+            for lo, hi in ((300, 3000), *features.BANDS_HZ)]
+    mfcc = logmel @ features.dct_matrix(features.N_MFCC, features.N_MELS).T
+    values = np.column_stack([np.log(power.sum(1) + 1e-8), band[0], flux, *band[1:], mfcc])
+    return values, logmel
 
 
 def _reference_synchronise(path: Path, analysis, method: str):
