@@ -155,7 +155,8 @@ def analyse_audio(path: str | Path, audio_stream: int | None = None) -> AudioFea
     """Audio features of one audio stream (None: the default one), streamed in blocks."""
     feats, rms = stream_features(iter_audio_blocks(path, index=audio_stream))
     if rms < SILENCE_RMS:
-        raise SilentAudioError(f"{path}: the audio track is silent")
+        which = "" if audio_stream is None else f" (audio stream {audio_stream})"
+        raise SilentAudioError(f"{path}: the audio track{which} is silent")
     return feats
 
 
