@@ -176,7 +176,9 @@ def test_ten_minute_file(example_clip: Path, tmp_path: Path) -> None:
                         str(listing), "-c", "copy", str(path)], check=True)
         runs[minutes] = _detect_in_child(path)
     ten = runs[10]
-    assert ten["duration_s"] == pytest.approx(600, abs=1)
-    assert abs(ten["offset_frames"]) <= 1  # the example is in sync
-    assert ten["drift_end_s"] >= 600 - 2 * 2.0 and ten["n_drift"] >= 290  # 2 s drift windows
+    print(json.dumps(runs))
+    assert 600 <= ten["duration_s"] <= 610  # 200 x 3.04 s (the last frame's duration)
+    assert abs(ten["offset_frames"]) <= 1, runs  # the example is in sync
+    # 2 s drift windows over the whole file
+    assert ten["drift_end_s"] >= ten["duration_s"] - 2 * 2.0 and ten["n_drift"] >= 290, runs
     assert ten["peak_rss_mb"] <= 1.25 * runs[1]["peak_rss_mb"], runs

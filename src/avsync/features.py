@@ -185,8 +185,9 @@ class FeatureAccumulator:
             self._block(buf[start: start + (n - 1) * AUDIO_HOP_SAMPLES + AUDIO_WIN_SAMPLES], n)
             start += n * AUDIO_HOP_SAMPLES
         values = np.concatenate(self._blocks)
+        self._blocks = []  # freed before the log-mel is joined: one extra copy at a time
         logmel = np.concatenate(self._mels)
-        self._blocks, self._mels = [], []
+        self._mels = []
         times = self.start_s + np.arange(len(values)) * (AUDIO_HOP_SAMPLES / SAMPLE_RATE_HZ)
         return AudioFeatures(times_s=times, values=values, logmel=logmel)
 
