@@ -117,11 +117,13 @@ class FeatureAccumulator:
     ``feed`` mono float32 blocks at SAMPLE_RATE_HZ in order, then ``finish``: only the compact
     per-hop features (and the log-mel) are kept, plus at most one BLOCK_HOPS block of samples.
     The result is identical to ``audio_features`` on the concatenated samples (same blocks).
-    ``rms`` (after finish) is the RMS of all the samples fed.
+    ``rms`` (after finish) is the RMS of all the samples fed. ``keep_logmel=False`` drops the
+    log-mel (AudioFeatures.logmel None: only the neural methods read it).
     """
 
-    def __init__(self, start_s: float = 0.0) -> None:
+    def __init__(self, start_s: float = 0.0, keep_logmel: bool = True) -> None:
         self.start_s = start_s
+        self.keep_logmel = keep_logmel
         self._pending: list[np.ndarray] = [np.zeros(AUDIO_WIN_SAMPLES // 2, np.float32)]
         self._n_pending = AUDIO_WIN_SAMPLES // 2
         self._n_samples = 0
@@ -160,7 +162,8 @@ class FeatureAccumulator:
         power = (spec.abs() ** 2).T.numpy()[:n]
         eps = 1e-8
         logmel = np.log(power @ self._fb + eps)
-        self._mels.append(logmel.astype(np.float32))
+        if self.keep_logmel:
+            self._mels.append(logmel.astype(np.float32))
         first = logmel[:1] if self._prev_logmel is None else self._prev_logmel
         flux = np.clip(np.diff(np.concatenate([first, logmel]), axis=0), 0, None).mean(1)
         self._prev_logmel = logmel[-1:]
@@ -186,7 +189,7 @@ class FeatureAccumulator:
             start += n * AUDIO_HOP_SAMPLES
         values = np.concatenate(self._blocks)
         self._blocks = []  # freed before the log-mel is joined: one extra copy at a time
-        logmel = np.concatenate(self._mels)
+        logmel = np.concatenate(self._mels) if self.keep_logmel else None
         self._mels = []
         times = self.start_s + np.arange(len(values)) * (AUDIO_HOP_SAMPLES / SAMPLE_RATE_HZ)
         return AudioFeatures(times_s=times, values=values, logmel=logmel)
@@ -207,15 +210,16 @@ def audio_features(samples: np.ndarray, start_s: float = 0.0,
     return acc.finish()
 
 
-def stream_features(blocks: Iterable[tuple[float, np.ndarray]]) -> tuple[AudioFeatures, float]:
+def stream_features(blocks: Iterable[tuple[float, np.ndarray]],
+                    keep_logmel: bool = True) -> tuple[AudioFeatures, float]:
     """Features and RMS of ``(start_s, samples)`` blocks (``avsync.io.audio.iter_audio_blocks``),
     holding one block of samples at a time. An empty stream gives the features of no samples."""
     acc: FeatureAccumulator | None = None
     for start_s, block in blocks:
         if acc is None:
-            acc = FeatureAccumulator(start_s)
+            acc = FeatureAccumulator(start_s, keep_logmel)
         acc.feed(block)
-    acc = acc or FeatureAccumulator()
+    acc = acc or FeatureAccumulator(keep_logmel=keep_logmel)
     return acc.finish(), acc.rms
 
 

@@ -151,9 +151,11 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     return analysis
 
 
-def analyse_audio(path: str | Path, audio_stream: int | None = None) -> AudioFeatures:
-    """Audio features of one audio stream (None: the default one), streamed in blocks."""
-    feats, rms = stream_features(iter_audio_blocks(path, index=audio_stream))
+def analyse_audio(path: str | Path, audio_stream: int | None = None,
+                  logmel: bool = True) -> AudioFeatures:
+    """Audio features of one audio stream (None: the default one), streamed in blocks;
+    ``logmel=False`` skips the log-mel that only the neural methods read."""
+    feats, rms = stream_features(iter_audio_blocks(path, index=audio_stream), logmel)
     if rms < SILENCE_RMS:
         which = "" if audio_stream is None else f" (audio stream {audio_stream})"
         raise SilentAudioError(f"{path}: the audio track{which} is silent")
@@ -235,7 +237,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     stream = describe_audio_stream(path, audio_stream)
     clock: dict[str, float] = {"decode": 0.0}
     t0 = time.perf_counter()
-    audio = analyse_audio(path, audio_stream)
+    audio = analyse_audio(path, audio_stream, logmel=needs_neural(model))
     clock["audio"] = time.perf_counter() - t0
     analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
                              face_backend=face_backend, keep_crops=needs_neural(model))
