@@ -38,7 +38,7 @@ def __getattr__(name: str) -> Any:
 def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = None,
         method: str | None = None, overwrite: bool = False,
         force: bool = False, max_offset_ms: float | None = None,
-        rotate: str | int | None = "auto") -> tuple[Path, float]:
+        rotate: str | int | None = "auto", audio_stream: int | None = None) -> tuple[Path, float]:
     """Write ``out_path`` with the audio moved so it is in sync; returns (path, offset_ms used).
 
     ``offset_ms`` is the measured offset (audio late when > 0); when None it is detected (with
@@ -46,7 +46,8 @@ def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = Non
     threshold is refused unless ``force``; ``max_offset_ms``: the detection's wide search
     (see avsync.search; None = automatic). ``rotate`` (detection only): "auto" or a forced
     clockwise turn of the pictures; the copied video keeps its display matrix either way.
-    The input is never modified; the output is written atomically.
+    The input is never modified; the output is written atomically. ``audio_stream``: the audio
+    stream measured and shifted (0 = first; None = the default one); only it is written.
     """
     from avsync.inference import detect
     from avsync.io import check_output_path, shift_audio
@@ -58,14 +59,15 @@ def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = Non
         from avsync.models.registry import DEFAULT_METHOD
 
         result = detect(in_path, method=method or DEFAULT_METHOD, drift=False,
-                        max_offset_ms=max_offset_ms, rotate=rotate)
+                        max_offset_ms=max_offset_ms, rotate=rotate, audio_stream=audio_stream)
         if not result.reliable and not force:
             raise AvsyncError(
                 f"{in_path}: the detected offset ({result.offset_ms:+.0f} ms) has low confidence "
                 f"({result.confidence:.1f}); check it with 'avsync detect --plot', then pass "
                 "--offset-ms, or --force to apply it anyway")
         offset_ms = result.offset_ms
-    return shift_audio(in_path, out_path, offset_ms, overwrite=overwrite), float(offset_ms)
+    return shift_audio(in_path, out_path, offset_ms, overwrite=overwrite,
+                       audio_stream_index=audio_stream), float(offset_ms)
 
 
 def generate(audio_path: str | Path, image_path: str | Path, out_path: str | Path,

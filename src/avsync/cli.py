@@ -93,6 +93,8 @@ def detect(
                                         "(syncnet_v2.model) or wav2lip_expert (lipsync_expert.pth)."),
     s3fd_weights: Path | None = typer.Option(None, help="Your sfd_face.pth: crop faces with S3FD "
                                              "like syncnet_python (peer methods only)."),
+    audio_stream: int | None = typer.Option(None, min=0, help="Audio stream N (0 = first; "
+                                            "default: the default-disposition one)."),
 ) -> None:
     """Measure the offset between lips and voice (offset > 0: audio LATE)."""
     from avsync.inference import detect as run_detect
@@ -109,6 +111,7 @@ def detect(
                                     max_faces=max_faces, face_backend=face_backend,
                                     max_offset_ms=max_offset_ms, rotate=rotate,
                                     weights=weights, s3fd_weights=s3fd_weights,
+                                    audio_stream=audio_stream,
                                     on_frame=lambda n, t=task: bar.update(t, completed=n + 1))
             if plot is not None:
                 from avsync.plots import plot_result
@@ -148,6 +151,8 @@ def fix(
     force: bool = typer.Option(False, help="Apply a detected offset even at low confidence."),
     max_offset_ms: float | None = typer.Option(None, help=_MAX_OFFSET_MS_HELP + " (when detecting)"),
     rotate: str = typer.Option("auto", help=_ROTATE_HELP),
+    audio_stream: int | None = typer.Option(None, min=0, help="Audio stream N to measure and "
+                                            "shift (0 = first; only it is written)."),
 ) -> None:
     """Write a new file whose audio is shifted into sync (video stream copied)."""
     from avsync import fix as run_fix
@@ -156,7 +161,7 @@ def fix(
     try:
         written, used = run_fix(in_path, out, offset_ms=offset_ms, method=method,
                                 overwrite=overwrite, force=force, max_offset_ms=max_offset_ms,
-                                rotate=rotate)
+                                rotate=rotate, audio_stream=audio_stream)
     except AvsyncError as exc:
         _fail(_one_sentence(exc))
     except Exception as exc:  # noqa: BLE001

@@ -7,6 +7,7 @@ the visual signal lives at the true frame times, and the audio feature for candi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,14 +111,88 @@ BLOCK_HOPS: int = 6000
 """Audio features are computed in blocks of this many hops (60 s) so memory stays flat."""
 
 
-def _block_power(padded: np.ndarray, i0: int, i1: int) -> np.ndarray:
-    """Power spectrum of hops [i0, i1) from audio padded by half a window on each side."""
-    seg = padded[i0 * AUDIO_HOP_SAMPLES: (i1 - 1) * AUDIO_HOP_SAMPLES + AUDIO_WIN_SAMPLES]
-    x = torch.from_numpy(np.ascontiguousarray(seg, dtype=np.float32))
-    spec = torch.stft(x, n_fft=AUDIO_WIN_SAMPLES, hop_length=AUDIO_HOP_SAMPLES,
-                      win_length=AUDIO_WIN_SAMPLES, window=torch.hann_window(AUDIO_WIN_SAMPLES),
-                      center=False, return_complex=True)
-    return (spec.abs() ** 2).T.numpy()
+class FeatureAccumulator:
+    """Computes :func:`audio_features` from consecutive blocks of samples, in flat memory.
+
+    ``feed`` mono float32 blocks at SAMPLE_RATE_HZ in order, then ``finish``: only the compact
+    per-hop features (and the log-mel) are kept, plus at most one BLOCK_HOPS block of samples.
+    The result is identical to ``audio_features`` on the concatenated samples (same blocks).
+    ``rms`` (after finish) is the RMS of all the samples fed. ``keep_logmel=False`` drops the
+    log-mel (AudioFeatures.logmel None: only the neural methods read it).
+    """
+
+    def __init__(self, start_s: float = 0.0, keep_logmel: bool = True) -> None:
+        self.start_s = start_s
+        self.keep_logmel = keep_logmel
+        self._pending: list[np.ndarray] = [np.zeros(AUDIO_WIN_SAMPLES // 2, np.float32)]
+        self._n_pending = AUDIO_WIN_SAMPLES // 2
+        self._n_samples = 0
+        self._sum_sq = 0.0
+        self._next_hop = 0  # first hop of the next block; _pending starts at its first sample
+        self._blocks: list[np.ndarray] = []
+        self._mels: list[np.ndarray] = []
+        self._prev_logmel: np.ndarray | None = None
+        freqs = np.linspace(0, SAMPLE_RATE_HZ / 2, AUDIO_WIN_SAMPLES // 2 + 1)
+        self._fb = mel_filterbank(N_MELS, AUDIO_WIN_SAMPLES, SAMPLE_RATE_HZ).T
+        self._dct = dct_matrix(N_MFCC, N_MELS).T
+        self._speech = (freqs >= 300) & (freqs < 3000)
+        self._bands = [(freqs >= lo) & (freqs < hi) for lo, hi in BANDS_HZ]
+
+    def feed(self, samples: np.ndarray) -> None:
+        x = np.asarray(samples, np.float32).reshape(-1)
+        self._n_samples += x.size
+        self._sum_sq += float(np.square(x, dtype=np.float64).sum())
+        self._pending.append(x)
+        self._n_pending += x.size
+        need = (BLOCK_HOPS - 1) * AUDIO_HOP_SAMPLES + AUDIO_WIN_SAMPLES
+        if self._n_pending >= need:
+            buf = np.concatenate(self._pending)
+            start = 0
+            while len(buf) - start >= need:
+                self._block(buf[start: start + need], BLOCK_HOPS)
+                start += BLOCK_HOPS * AUDIO_HOP_SAMPLES
+            self._pending = [buf[start:]]
+            self._n_pending = len(buf) - start
+
+    def _block(self, seg: np.ndarray, n: int) -> None:
+        x = torch.from_numpy(np.ascontiguousarray(seg, dtype=np.float32))
+        spec = torch.stft(x, n_fft=AUDIO_WIN_SAMPLES, hop_length=AUDIO_HOP_SAMPLES,
+                          win_length=AUDIO_WIN_SAMPLES, window=torch.hann_window(AUDIO_WIN_SAMPLES),
+                          center=False, return_complex=True)
+        power = (spec.abs() ** 2).T.numpy()[:n]
+        eps = 1e-8
+        logmel = np.log(power @ self._fb + eps)
+        if self.keep_logmel:
+            self._mels.append(logmel.astype(np.float32))
+        first = logmel[:1] if self._prev_logmel is None else self._prev_logmel
+        flux = np.clip(np.diff(np.concatenate([first, logmel]), axis=0), 0, None).mean(1)
+        self._prev_logmel = logmel[-1:]
+        self._blocks.append(np.column_stack([
+            np.log(power.sum(1) + eps), np.log(power[:, self._speech].sum(1) + eps), flux,
+            *[np.log(power[:, m].sum(1) + eps) for m in self._bands], logmel @ self._dct,
+        ]).astype(np.float32))
+        self._next_hop += n
+
+    @property
+    def rms(self) -> float:
+        return float(np.sqrt(self._sum_sq / self._n_samples)) if self._n_samples else 0.0
+
+    def finish(self) -> AudioFeatures:
+        """The features of everything fed (hop i centred on sample i * hop)."""
+        n_hops = self._n_samples // AUDIO_HOP_SAMPLES + 1
+        tail = np.zeros(AUDIO_WIN_SAMPLES // 2 + AUDIO_HOP_SAMPLES, np.float32)
+        buf = np.concatenate([*self._pending, tail])
+        self._pending, start = [], 0
+        while self._next_hop < n_hops:
+            n = min(BLOCK_HOPS, n_hops - self._next_hop)
+            self._block(buf[start: start + (n - 1) * AUDIO_HOP_SAMPLES + AUDIO_WIN_SAMPLES], n)
+            start += n * AUDIO_HOP_SAMPLES
+        values = np.concatenate(self._blocks)
+        self._blocks = []  # freed before the log-mel is joined: one extra copy at a time
+        logmel = np.concatenate(self._mels) if self.keep_logmel else None
+        self._mels = []
+        times = self.start_s + np.arange(len(values)) * (AUDIO_HOP_SAMPLES / SAMPLE_RATE_HZ)
+        return AudioFeatures(times_s=times, values=values, logmel=logmel)
 
 
 def audio_features(samples: np.ndarray, start_s: float = 0.0,
@@ -125,34 +200,27 @@ def audio_features(samples: np.ndarray, start_s: float = 0.0,
     """Compute AUDIO_NAMES on a 10 ms grid from mono samples starting at ``start_s``.
 
     Hop i is centred on sample i * hop (as ``torch.stft(center=True)``); the work is done in
-    blocks of BLOCK_HOPS hops, so memory does not grow with the length beyond the result.
+    blocks of BLOCK_HOPS hops (:class:`FeatureAccumulator`, which also takes the samples in
+    pieces), so memory does not grow with the length beyond the result.
     """
     if sample_rate_hz != SAMPLE_RATE_HZ:
         raise ValueError(f"expected {SAMPLE_RATE_HZ} Hz audio, got {sample_rate_hz}")
-    n_hops = len(samples) // AUDIO_HOP_SAMPLES + 1
-    half = AUDIO_WIN_SAMPLES // 2
-    padded = np.pad(np.asarray(samples, np.float32), (half, half + AUDIO_HOP_SAMPLES))
-    freqs = np.linspace(0, sample_rate_hz / 2, AUDIO_WIN_SAMPLES // 2 + 1)
-    fb = mel_filterbank(N_MELS, AUDIO_WIN_SAMPLES, sample_rate_hz).T
-    dct = dct_matrix(N_MFCC, N_MELS).T
-    speech_bins = (freqs >= 300) & (freqs < 3000)
-    band_bins = [(freqs >= lo) & (freqs < hi) for lo, hi in BANDS_HZ]
-    eps = 1e-8
-    blocks, mels, prev_logmel = [], [], None
-    for i0 in range(0, n_hops, BLOCK_HOPS):
-        power = _block_power(padded, i0, min(n_hops, i0 + BLOCK_HOPS))
-        logmel = np.log(power @ fb + eps)
-        mels.append(logmel.astype(np.float32))
-        first = logmel[:1] if prev_logmel is None else prev_logmel
-        flux = np.clip(np.diff(np.concatenate([first, logmel]), axis=0), 0, None).mean(1)
-        prev_logmel = logmel[-1:]
-        blocks.append(np.column_stack([
-            np.log(power.sum(1) + eps), np.log(power[:, speech_bins].sum(1) + eps), flux,
-            *[np.log(power[:, m].sum(1) + eps) for m in band_bins], logmel @ dct,
-        ]).astype(np.float32))
-    values = np.concatenate(blocks)
-    times = start_s + np.arange(len(values)) * (AUDIO_HOP_SAMPLES / sample_rate_hz)
-    return AudioFeatures(times_s=times, values=values, logmel=np.concatenate(mels))
+    acc = FeatureAccumulator(start_s)
+    acc.feed(samples)
+    return acc.finish()
+
+
+def stream_features(blocks: Iterable[tuple[float, np.ndarray]],
+                    keep_logmel: bool = True) -> tuple[AudioFeatures, float]:
+    """Features and RMS of ``(start_s, samples)`` blocks (``avsync.io.audio.iter_audio_blocks``),
+    holding one block of samples at a time. An empty stream gives the features of no samples."""
+    acc: FeatureAccumulator | None = None
+    for start_s, block in blocks:
+        if acc is None:
+            acc = FeatureAccumulator(start_s, keep_logmel)
+        acc.feed(block)
+    acc = acc or FeatureAccumulator(keep_logmel=keep_logmel)
+    return acc.finish(), acc.rms
 
 
 def log_mel(samples: np.ndarray, n_mels: int = N_MELS) -> np.ndarray:

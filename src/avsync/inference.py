@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +14,9 @@ from avsync.face.frame_rate import analysis_rate, on_grid
 from avsync.face.landmarks import LandmarkBackend, create_landmarker
 from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
 from avsync.face.tracks import Track, VisualAnalysis, analyse_frames
-from avsync.features import AudioFeatures, audio_features, is_silent
-from avsync.io import iter_video_frames, load_audio, probe
+from avsync.features import SILENCE_RMS, AudioFeatures, stream_features
+from avsync.io import iter_video_frames, probe
+from avsync.io.audio import describe_audio_stream, iter_audio_blocks
 from avsync.io.orientation import parse_rotate
 from avsync.models.calibration import refine_peak, round_frames
 from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
@@ -189,11 +190,15 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     return analysis
 
 
-def analyse_audio(path: str | Path) -> AudioFeatures:
-    audio = load_audio(path)
-    if is_silent(audio.samples):
-        raise SilentAudioError(f"{path}: the audio track is silent")
-    return audio_features(audio.samples, audio.start_s)
+def analyse_audio(path: str | Path, audio_stream: int | None = None,
+                  logmel: bool = True) -> AudioFeatures:
+    """Audio features of one audio stream (None: the default one), streamed in blocks;
+    ``logmel=False`` skips the log-mel that only the neural methods read."""
+    feats, rms = stream_features(iter_audio_blocks(path, index=audio_stream), logmel)
+    if rms < SILENCE_RMS:
+        which = "" if audio_stream is None else f" (audio stream {audio_stream})"
+        raise SilentAudioError(f"{path}: the audio track{which} is silent")
+    return feats
 
 
 def neural_input(track: Track, audio: AudioFeatures, fps: float):
@@ -206,8 +211,10 @@ def neural_input(track: Track, audio: AudioFeatures, fps: float):
     from avsync.models.neural import NeuralInput
 
     b0 = SIGNAL_NAMES.index(BLENDSHAPE_NAMES[0])
-    return NeuralInput(fps, np.asarray(track.time_s, np.float64), np.stack(track.mouth),
-                       np.stack(track.lips).astype(np.float32),
+    from avsync.face.rows import rows_array
+
+    return NeuralInput(fps, np.asarray(track.time_s, np.float64), rows_array(track.mouth),
+                       rows_array(track.lips).astype(np.float32),
                        track.signal_matrix()[:, b0: b0 + len(BLENDSHAPE_NAMES)], audio.logmel,
                        audio.start_s, np.asarray(track.valid, bool))
 
@@ -256,13 +263,14 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
            drift: bool = True, on_frame: Callable[[int], None] | None = None,
            face_backend: str = "mediapipe", max_offset_ms: float | None = None,
            rotate: str | int | None = "auto", weights: str | Path | None = None,
-           s3fd_weights: str | Path | None = None) -> SyncResult:
+           s3fd_weights: str | Path | None = None, audio_stream: int | None = None) -> SyncResult:
     """Measure the lip-sync offset of one video file (see SyncResult for the sign).
 
     max_offset_ms: wide search range (avsync.search): None = +-5 s when the normal
     +-max_offset_frames search is unreliable, 0 = off, up to 10000 = always.
     rotate: "auto" (the file's display matrix, as players do) or a forced clockwise turn.
-    weights / s3fd_weights: the user's files for the peer methods (avsync.peers)."""
+    weights / s3fd_weights: the user's files for the peer methods (avsync.peers).
+    audio_stream: which audio stream to use (0 = first; None = the default one)."""
     from avsync import search
 
     if max_offset_frames < 1:
@@ -272,8 +280,8 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     model = (create_model(method, weights=weights, s3fd_weights=s3fd_weights) if isinstance(method, str)
              else method)
     if hasattr(model, "detect_file"):  # peer models score whole files at 25 fps (avsync.peers)
-        if rotate != "auto" or max_offset_ms:
-            raise AvsyncError(f"{model.name} takes neither --rotate nor --max-offset-ms "
+        if rotate != "auto" or max_offset_ms or audio_stream is not None:
+            raise AvsyncError(f"{model.name} takes none of --rotate, --max-offset-ms, --audio-stream "
                               "(it follows the file's display matrix and searches +-max-offset-frames)")
         return model.detect_file(path, max_offset_frames=max_offset_frames, max_faces=max_faces,
                                  face_backend=face_backend, on_frame=on_frame)
@@ -282,9 +290,10 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
         raise AvsyncError(f"{path}: the file has no video stream")
     if not info.has_audio:
         raise AvsyncError(f"{path}: the file has no audio stream")
+    stream = describe_audio_stream(path, audio_stream)
     clock: dict[str, float] = {"decode": 0.0}
     t0 = time.perf_counter()
-    audio = analyse_audio(path)
+    audio = analyse_audio(path, audio_stream, logmel=needs_neural(model))
     clock["audio"] = time.perf_counter() - t0
     analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
                              face_backend=face_backend, keep_crops=needs_neural(model),
@@ -308,8 +317,8 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
         curve={"offset_frames": [int(s) for s in cs.shifts_frames],
                "score": [round(float(x), 5) for x in cs.scores]},
         timings_s={k: round(v, 3) for k, v in clock.items()},
-        container_offset_ms=search.container_offset_ms(info.video_start_s, info.audio_start_s),
-        search_range_ms=wide.range_ms)
+        container_offset_ms=search.container_offset_ms(info.video_start_s, stream.start_s),
+        search_range_ms=wide.range_ms, audio_stream=asdict(stream))
 
 
 def _fps_from_times(times: np.ndarray) -> float:

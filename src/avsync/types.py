@@ -63,6 +63,9 @@ class SyncResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     container_offset_ms: float = 0.0
     search_range_ms: float = 0.0
+    audio_stream: dict | None = None
+    """The audio stream measured (avsync.io.audio.AudioStreamInfo: index, codec, channels,
+    sample_rate_hz, language, ...)."""
 
     def to_dict(self) -> dict:
         return asdict(self)

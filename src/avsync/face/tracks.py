@@ -25,6 +25,7 @@ from avsync.face.mouth import (
     mouth_crop,
     scheme_for,
 )
+from avsync.face.rows import RowStore
 
 CUT_THRESHOLD: float = 0.45
 """Half L1 distance between consecutive frames' colour histograms above which a cut is declared."""
@@ -97,8 +98,8 @@ class Track:
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
     last_seen: int = -1
     prev_crop: np.ndarray | None = None
-    mouth: list[np.ndarray] = field(default_factory=list)
-    lips: list[np.ndarray] = field(default_factory=list)
+    mouth: list[np.ndarray] | RowStore = field(default_factory=list)
+    lips: list[np.ndarray] | RowStore = field(default_factory=list)
     valid: list[bool] = field(default_factory=list)
     rgb: list[np.ndarray] = field(default_factory=list)
     lips_px: list[np.ndarray] = field(default_factory=list)
@@ -191,6 +192,9 @@ class Tracker:
             if j not in used_f:
                 track = Track(track_id=self._next_id, shot=self.shot)
                 self._next_id += 1
+                if self.keep_crops:  # compact per-frame storage (long inputs: see face.rows)
+                    track.mouth = RowStore((KEPT_CROP_SIZE, KEPT_CROP_SIZE), np.uint8)
+                    track.lips = RowStore((N_LIP_POINTS, 2), np.float16)
                 self.active.append(track)
                 self._append(track, index, time_s, image, face)
         still = []

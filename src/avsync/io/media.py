@@ -159,9 +159,12 @@ def video_stream(container: Any) -> Any | None:
     return None
 
 
-def audio_stream(container: Any) -> Any | None:
-    """The default audio stream (else the first one), or None."""
+def audio_stream(container: Any, index: int | None = None) -> Any | None:
+    """Audio stream number ``index`` (0 = first audio stream), or with ``index=None`` the
+    default-disposition one (else the first); None when there is no such stream."""
     streams = list(container.streams.audio)
+    if index is not None:
+        return streams[index] if 0 <= index < len(streams) else None
     for s in streams:
         if s.disposition & av.stream.Disposition.default:
             return s
@@ -380,58 +383,24 @@ def _iter_video_frames(p: Path, max_side: int | None, rotation_cw: int | None) -
 # ----------------------------------------------------------------------------- audio
 
 
-def load_audio(path: str | os.PathLike[str], sample_rate_hz: int = SAMPLE_RATE_HZ) -> AudioTrack:
-    """Decode the audio of ``path`` to mono float32 at ``sample_rate_hz`` (Hz).
+def load_audio(path: str | os.PathLike[str], sample_rate_hz: int = SAMPLE_RATE_HZ,
+               audio_stream: int | None = None) -> AudioTrack:
+    """Decode the audio of ``path`` to mono float32 at ``sample_rate_hz`` (Hz), all in memory.
 
     ``start_s`` is the container-clock time of the first decoded sample (after edit-list /
     priming trims), so audio that starts before or after the video keeps its true position.
-    Holes in the audio timestamps longer than 10 ms are filled with silence. Raises MediaError
-    when there is no audio stream or nothing decodes.
+    Holes in the audio timestamps longer than 10 ms are filled with silence. ``audio_stream``
+    picks the audio stream (0 = first; None = the default one). Raises MediaError when there is
+    no such stream or nothing decodes. Long files: stream :func:`avsync.io.audio.iter_audio_blocks`.
     """
-    if sample_rate_hz <= 0:
-        raise ValueError(f"sample_rate_hz must be positive, got {sample_rate_hz}")
-    p = check_input_file(path)
-    with open_input(p) as c:
-        stream = audio_stream(c)
-        if stream is None:
-            raise MediaError(f"{p} has no audio stream.")
-        chunks: list[np.ndarray] = []
-        n_out = 0
-        start_s: float | None = None
-        next_in_s: float | None = None  # expected time of the next input sample
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate_hz)
+    from avsync.io.audio import iter_audio_blocks
 
-        def drain(frames: list[Any]) -> None:
-            nonlocal n_out
-            for f in frames:
-                arr = f.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                chunks.append(arr)
-                n_out += arr.size
-
-        for frame in decode_frames(c, stream, p):
-            t = frame.time
-            if start_s is None:
-                start_s = (
-                    float(t)
-                    if t is not None
-                    else (_seconds(stream.start_time, stream.time_base) or 0.0)
-                )
-            elif t is not None and next_in_s is not None and t - next_in_s > _GAP_MIN_S:
-                drain(resampler.resample(None))  # flush, then pad the hole with silence
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate_hz)
-                pad = int(round((float(t) - start_s) * sample_rate_hz)) - n_out
-                if pad > 0:
-                    chunks.append(np.zeros(pad, np.float32))
-                    n_out += pad
-            if frame.sample_rate:
-                base = float(t) if t is not None else next_in_s
-                if base is not None:
-                    next_in_s = base + frame.samples / frame.sample_rate
-            drain(resampler.resample(frame))
-        drain(resampler.resample(None))
+    starts, chunks = [0.0], []
+    for start_s, block in iter_audio_blocks(path, sample_rate_hz, audio_stream):
+        starts[0] = start_s
+        chunks.append(block)
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    np.clip(samples, -1.0, 1.0, out=samples)
-    return AudioTrack(samples=samples, sample_rate_hz=sample_rate_hz, start_s=start_s or 0.0)
+    return AudioTrack(samples=samples, sample_rate_hz=sample_rate_hz, start_s=starts[0])
 
 
 _LAZY = {"shift_audio": "remux", "write_av": "writer", "atomic_output": "output"}

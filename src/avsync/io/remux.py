@@ -160,6 +160,7 @@ def shift_audio(
     offset_ms: float,
     *,
     overwrite: bool = False,
+    audio_stream_index: int | None = None,
 ) -> Path:
     """Write ``out_path``: ``in_path`` with its audio moved ``offset_ms`` milliseconds EARLIER.
 
@@ -169,6 +170,8 @@ def shift_audio(
     mp3, opus are kept in .mkv --, pcm_s16le for .avi, mp2 for .mpg). The output container
     follows ``out_path``'s suffix. Raises MediaError for an unreadable input or one without
     audio, OutputError for an unusable output path; on failure nothing is left behind.
+    ``audio_stream_index`` picks the audio stream shifted and written (0 = first audio stream;
+    None = the default one); the others are not copied.
     """
     src = check_input_file(in_path)
     if not math.isfinite(offset_ms):
@@ -181,14 +184,19 @@ def shift_audio(
     with open_input(src) as probe_c:
         if audio_stream(probe_c) is None:
             raise MediaError(f"{src} has no audio stream to shift.")
+        if audio_stream(probe_c, audio_stream_index) is None:
+            n = len(probe_c.streams.audio)
+            raise MediaError(f"{src} has {n} audio stream(s) (0..{n - 1}); --audio-stream "
+                             f"{audio_stream_index} does not exist.")
     with atomic_output(out, overwrite=overwrite, protect=[src]) as tmp:
-        _remux(src, tmp, out, offset_ms, suffix)
+        _remux(src, tmp, out, offset_ms, suffix, audio_stream_index)
     return out
 
 
-def _remux(src: Path, tmp: Path, out_label: Path, offset_ms: float, suffix: str) -> None:
+def _remux(src: Path, tmp: Path, out_label: Path, offset_ms: float, suffix: str,
+           audio_index: int | None = None) -> None:
     with open_input(src) as inp:
-        vin, ain = video_stream(inp), audio_stream(inp)
+        vin, ain = video_stream(inp), audio_stream(inp, audio_index)
         actx = ain.codec_context
         codec = _audio_codec(suffix, actx.name)
         layout = _layout(actx, codec)

@@ -144,6 +144,12 @@ def _windows(clip: PreparedClip, frames: int) -> np.ndarray:
     return np.moveaxis(sliding_window_view(clip.visual, frames, axis=0), -1, 1)
 
 
+OUT_CACHE_MAX_ENTRIES: int = 250_000
+"""Cap on the entries of one track's output cache (~45 MB; a 1-minute track with its null rolls
+needs ~80 000). Past it, outputs are recomputed (from cached tower features where the model has
+them) rather than memory growing with the duration (docs/BENCHMARKS.md "Long inputs")."""
+
+
 def _cached_outputs(keys: list[tuple[int, int]], cacheable: np.ndarray, cache: dict,
                     compute: Any) -> list[Any]:
     """Outputs for ``keys`` through ``cache``; ``compute(indices) -> list`` fills the misses."""
@@ -151,7 +157,7 @@ def _cached_outputs(keys: list[tuple[int, int]], cacheable: np.ndarray, cache: d
     todo = [i for i, o in enumerate(out) if o is None]
     for i, o in zip(todo, compute(np.array(todo, np.int64)), strict=True):
         out[i] = o
-        if cacheable[i]:
+        if cacheable[i] and len(cache) < OUT_CACHE_MAX_ENTRIES:
             cache[keys[i]] = o
     return out
 
