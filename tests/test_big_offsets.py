@@ -109,7 +109,7 @@ def test_known_answer_shifted_samples(clip_analysis, avcorr, tmp_path, planted_m
     assert abs(cs.offset_frames * FRAME_MS - planted_ms) <= FRAME_MS, (cs, info)
     assert info.range_ms == 5000.0 and info.centre_ms != 0.0  # the wide search gave the answer
     assert cs.shifts_frames[0] <= cs.offset_frames <= cs.shifts_frames[-1]
-    assert any(t.speaking and t.offset_frames == cs.offset_frames for t in tracks)
+    assert any(t.speaking and t.offset_frames == pytest.approx(cs.offset_frames, abs=0.05) for t in tracks)
     if abs(planted_ms) <= 2000:
         assert cs.confidence >= CONFIDENCE_THRESHOLD
     off = synchronise_wide(analysis, audio, FPS, avcorr, 15, drift=False, max_offset_ms=0)[1]
