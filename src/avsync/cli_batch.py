@@ -54,8 +54,8 @@ def batch(
                                "actors (pip extra 'ray')."),
     address: str | None = typer.Option(None, help="Ray cluster to join: auto or HOST:PORT "
                                        "(default: start a local Ray)."),
-    workers: int | None = typer.Option(None, min=1, help="Worker processes / actors (default: local 1, "
-                                       "ray all cluster CPUs)."),
+    workers: int | None = typer.Option(None, min=1, help="Worker processes / actors (default: local "
+                                       "this machine's CPUs, ray all cluster CPUs)."),
     method: str | None = typer.Option(None, help="Method name (see 'avsync models'; default: the default)."),
     resume: bool = typer.Option(False, help="Skip inputs already in OUT (same path, size, mtime)."),
     overwrite: bool = typer.Option(False, help="Start OUT again from empty."),

@@ -7,6 +7,7 @@ Ray actors) only compute rows, this module alone writes them, so resume is exact
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -57,11 +58,19 @@ class BatchSummary:
 ResultHook = Callable[[BatchInput, dict, BatchSummary], None]
 
 
+def default_workers() -> int:
+    """The CPUs this process may use (the local engine's default pool size)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def make_engine(engine: str, config: WorkerConfig, workers: int | None, address: str | None):
     if engine == "local":
         from avsync.batch.local import LocalEngine
 
-        return LocalEngine(config, workers or 1)
+        return LocalEngine(config, workers or default_workers())
     if engine == "ray":
         from avsync.batch.ray_engine import RayEngine
 
@@ -115,6 +124,8 @@ def run_batch(inputs: list[str | Path], results: str | Path, *, engine: str = "l
         keep_filter.check_fields(RESULT_FIELDS)
     if engine not in ENGINES:
         raise AvsyncError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if address is not None and engine != "ray":
+        raise AvsyncError("--address needs --engine ray")
     if kept is not None and keep_filter is None:
         raise AvsyncError("--kept needs --keep (the filter that decides what is kept)")
     items = expand_inputs(list(inputs))
