@@ -38,6 +38,9 @@ def pick_clips(root: Path, limit: int, max_duration_s: float) -> list[Path]:
     return [root / r["path"] for r in rows[::step][:limit]]
 
 
+LAST_ROWS: list[dict] = []
+
+
 def one_run(engine: str, workers: int, clips: list[Path], method: str) -> dict:
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,12 +49,42 @@ def one_run(engine: str, workers: int, clips: list[Path], method: str) -> dict:
         summary = run_batch([str(c) for c in clips], out, engine=engine, workers=workers, method=method)
         wall = time.perf_counter() - t0
         rows = read_results(out)
+    LAST_ROWS[:] = rows
     video = sum(float(r.get("duration_s") or 0) for r in rows)
     cpu = sum(float((r.get("timings_s") or {}).get("cpu") or 0) for r in rows)
     return {"engine": engine, "workers": workers, "inputs": len(rows), "failed": summary.failed,
             "video_s": round(video, 2), "wall_s": round(wall, 2), "worker_cpu_s": round(cpu, 2),
             "video_min_per_wall_min": round(video / wall, 3), "video_min_per_cpu_min": round(video / cpu, 3),
             "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
+
+
+STARTUP = ("import time, sys; sys.path.insert(0, sys.argv[1]); t0 = time.perf_counter()\n"
+           "from avsync.batch.worker import WorkerConfig, init_worker\n"
+           "init_worker(WorkerConfig(sys.argv[2]))\n"
+           "print(time.process_time(), time.perf_counter() - t0)")
+
+
+def worker_startup(method: str) -> tuple[float, float]:
+    """(CPU s, wall s) for a fresh worker process to import avsync and build the model."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", STARTUP, str(ROOT / "src"), method], check=True,
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cpu, wall = map(float, out.stdout.split()[-2:])
+    return round(cpu, 2), round(wall, 2)
+
+
+def projected_speedup(cpu_per_input_s: list[float], startup_cpu_s: float, workers: int) -> float:
+    """Idle-machine wall(1 worker) / wall(n workers), from measured CPU: every worker pays the
+    start-up, inputs go to whichever worker is free first (longest first is not assumed)."""
+    def wall(n: int) -> float:
+        free = [startup_cpu_s] * n
+        for c in cpu_per_input_s:
+            i = free.index(min(free))
+            free[i] += c
+        return max(free)
+
+    return round(wall(1) / wall(workers), 3)
 
 
 def main() -> None:
@@ -94,10 +127,16 @@ def main() -> None:
         sel = [r for r in runs if (r["engine"], r["workers"]) == (engine, workers)]
         med[f"{engine}-{workers}"] = {k: statistics.median(r[k] for r in sel)
                                       for k in ("wall_s", "video_min_per_wall_min", "video_min_per_cpu_min")}
-    print(json.dumps({"median": med}, indent=1))
+    startup = worker_startup(method)
+    per_input = [float((r.get("timings_s") or {}).get("cpu") or 0) for r in LAST_ROWS]
+    proj = {n: projected_speedup(per_input, startup[0], n) for n in (2,)}
+    print(json.dumps({"median": med, "worker_startup_cpu_wall_s": startup,
+                      "projected_idle_speedup": proj}, indent=1))
     if args.json is not None:
         args.json.write_text(json.dumps({"clips": [str(c) for c in clips], "method": method,
-                                         "ray_init_s": ray_init_s, "runs": runs, "median": med}, indent=1))
+                                         "ray_init_s": ray_init_s, "runs": runs, "median": med,
+                                         "worker_startup_cpu_wall_s": startup,
+                                         "projected_idle_speedup": proj}, indent=1))
 
 
 if __name__ == "__main__":

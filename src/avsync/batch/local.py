@@ -36,6 +36,9 @@ def _die_with_parent() -> None:
 
 
 def _initializer(config: WorkerConfig) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _die_with_parent()
     init_worker(config)
 
