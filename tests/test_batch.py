@@ -127,3 +127,39 @@ def test_driver_killed_then_resume_gives_each_input_once(example_clip, tmp_path)
     assert out.read_bytes().endswith(b"\n")
     again = _run(*args, "--resume")  # nothing left: nothing done twice
     assert again.returncode == 0 and len(read_results(out)) == 3
+
+
+def _pool_workers() -> list[int]:
+    """Pids of this process's spawned pool workers (not multiprocessing's resource tracker)."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = int(re.search(r"PPid:\s+(\d+)", status.read_text()).group(1))
+            cmd = (status.parent / "cmdline").read_bytes()
+        except (OSError, AttributeError):
+            continue
+        if ppid == os.getpid() and b"spawn_main" in cmd:
+            pids.append(int(status.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_killed_pool_worker_loses_no_input(example_clip, tmp_path):
+    from avsync.batch.inputs import make_input
+    from avsync.batch.local import LocalEngine
+    from avsync.batch.worker import WorkerConfig
+
+    for i in range(3):
+        shutil.copy(example_clip, tmp_path / f"c{i}.mp4")
+    items = [make_input(tmp_path / f"c{i}.mp4") for i in range(3)]
+    seen = []
+    engine = LocalEngine(WorkerConfig("avcorr"), workers=1)
+    for item, row in engine.run(items):
+        if not seen:  # the worker holds the next input now: kill it outright
+            victims = _pool_workers()
+            assert len(victims) == 1
+            os.kill(victims[0], signal.SIGKILL)
+        assert "error" not in row, row
+        seen.append(item.input_id)
+    assert sorted(seen) == sorted(i.input_id for i in items)  # retried on a new pool, once each
+    assert engine.restarts == 1

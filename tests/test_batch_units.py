@@ -113,3 +113,15 @@ def test_report_orders_worst_first_and_tolerates_missing_keys():
     assert html.count('<tr class=') == 4
     assert "cannot read &lt;it&gt;" in html  # escaped
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched
+
+
+def test_local_path_never_imports_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys; import avsync.cli, avsync.cli_batch, avsync.batch.local, avsync.batch.report; "
+            "from avsync.batch.runner import make_engine; from avsync.batch.worker import WorkerConfig; "
+            "make_engine('local', WorkerConfig('avcorr'), 1, None); print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "False"

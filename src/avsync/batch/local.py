@@ -57,6 +57,8 @@ class LocalEngine:
         self.config = config
         self.workers = max(1, workers)
         self.max_attempts = max_attempts
+        self.restarts = 0
+        """Pools restarted after a worker died."""
 
     def run(self, items: list[BatchInput]) -> Iterator[tuple[BatchInput, dict]]:
         pending: deque[BatchInput] = deque(items)
@@ -83,6 +85,7 @@ class LocalEngine:
                             continue
                         yield item, row
                 if broken:
+                    self.restarts += 1
                     for fut, item in inflight.items():
                         if fut.done() and not fut.cancelled() and fut.exception() is None:
                             yield item, fut.result()
