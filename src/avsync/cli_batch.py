@@ -39,7 +39,8 @@ class _BatchProgress:
         rate = f"{summary.video_s / 60 / minutes:.2f}" if minutes > 0 else "-"
         self.bar.update(self.task, completed=summary.done, failed=summary.failed, rate=rate)
         if "error" in row:
-            self.bar.console.print(f"[red]error:[/red] {row['error']}", highlight=False, soft_wrap=True)
+            message = row["error"] if item.path in row["error"] else f"{item.path}: {row['error']}"
+            self.bar.console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
         self.bar.stop()

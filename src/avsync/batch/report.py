@@ -29,6 +29,7 @@ _TEXT = ("path", "error", "reliable")
 _ROW_CLASS = {"error": "err", "unreliable": "unrel", "reliable": "ok"}
 _CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse}
 td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right}td.p,td.e,th.p{text-align:left}
+td.p{overflow-wrap:anywhere;max-width:40em}td.e{min-width:16em;max-width:32em}
 th{cursor:pointer;background:#f3f3f3;position:sticky;top:0}tr.err td{color:#b00}tr.unrel td{color:#a60}
 .ax{stroke:#444}.c{fill:none;stroke:#1565c0;stroke-width:1.5}.d{fill:#1565c0}.b{fill:#90a4ae}
 .mk{stroke:#c62828;stroke-dasharray:4 3}.t{font-size:12px;font-weight:600}.l{font-size:10px;fill:#555}
