@@ -43,6 +43,12 @@ def _initializer(config: WorkerConfig) -> None:
     init_worker(config)
 
 
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's workers (their inputs are simply not written: --resume redoes them)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+
+
 def lost_row(item: BatchInput, attempts: int, reason: str) -> dict:
     return {"path": item.path, "input_id": item.input_id,
             "error": f"failed {attempts} time(s) without a result ({reason})"}
@@ -95,5 +101,8 @@ class LocalEngine:
                             yield item, lost_row(item, attempts[item.input_id], "process pool broken")
                         else:
                             pending.appendleft(item)
+                    inflight.clear()
             finally:
+                if pending or inflight:  # interrupted (Ctrl-C, the consumer stopped): stop now
+                    _terminate(pool)
                 pool.shutdown(wait=False, cancel_futures=True)
