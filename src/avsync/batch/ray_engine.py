@@ -85,7 +85,8 @@ class RayEngine:
                 ray.shutdown()
 
     def _run(self, ray, items: list[BatchInput]) -> Iterator[tuple[BatchInput, dict]]:
-        n = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        n = min(self.workers or cpus, cpus)  # an actor beyond the CPUs would never be scheduled
         actor_cls = ray.remote(num_cpus=1, max_restarts=0)(BatchWorker)
         actors = [actor_cls.remote(self.config) for _ in range(min(n, max(1, len(items))))]
         if not items:
