@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from avsync.models.gen_critics import (
+from avsync.lipgen.critics import (
     CorrelationNets,
     CriticConfig,
     LipFlowNet,
@@ -19,8 +19,8 @@ from avsync.models.gen_critics import (
     correlation_loss,
     perceptual_loss,
 )
-from avsync.models.generator import GeneratorConfig, LipGenerator
-from avsync.train.generation import (
+from avsync.lipgen.model import GeneratorConfig, LipGenerator
+from avsync.lipgen.training import (
     Critics,
     LossWeights,
     correlation_contrast,

@@ -1,7 +1,7 @@
 """Command line of the lip generator: ``avsync generate``, ``avsync metrics``, ``avsync train generator``.
 
-Thin wrappers over avsync.generation, avsync.evaluation.video_metrics and
-avsync.train.gen_pipeline; every failure is one line on stderr and exit code 1.
+Thin wrappers over avsync.lipgen.generate, avsync.lipgen.video_metrics and
+avsync.lipgen.pipeline; every failure is one line on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def generate(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Generate lip movements of the image's identity saying the audio (Chen et al. 2018)."""
-    from avsync.generation import generate as run_generate
+    from avsync.lipgen.generate import generate as run_generate
 
     bar = Progress(
         TextColumn("generating"),
@@ -69,7 +69,7 @@ def metrics(
     json_out: bool = typer.Option(False, "--json", help="One JSON object."),
 ) -> None:
     """Lip-generation metrics: CPBD, sync (LSE-D/LSE-C by our SyncNet); with --reference LMD, SSIM, PSNR."""
-    from avsync.evaluation.video_metrics import video_metrics
+    from avsync.lipgen.video_metrics import video_metrics
 
     result = _call(video_metrics, video, reference)
     if json_out:
@@ -109,7 +109,7 @@ def train_generator(
 
     import torch
 
-    from avsync.train.gen_pipeline import GenRecipe, train_all
+    from avsync.lipgen.pipeline import GenRecipe, train_all
 
     if preset not in ("small", "debug"):
         _fail(f"--preset must be small or debug, got {preset!r}")

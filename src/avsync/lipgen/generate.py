@@ -16,7 +16,7 @@ import torch
 
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
 from avsync.features import is_silent, log_mel
-from avsync.models.generator import AUDIO_ROWS, FRAMES, GEN_FPS, IMAGE_SIZE, ROWS_PER_FRAME, LipGenerator
+from avsync.lipgen.model import AUDIO_ROWS, FRAMES, GEN_FPS, IMAGE_SIZE, ROWS_PER_FRAME, LipGenerator
 from avsync.models.neural import standardise_logmel
 from avsync.models.trained import weights_path
 
@@ -62,7 +62,7 @@ def generate_frames(
 ) -> np.ndarray:
     """(n_frames, 64, 64, 3) uint8 lip frames at 25 fps for standardised log-mel rows on the
     10 ms grid starting at t = 0 (logmel_std (N, n_mels)) and one (64, 64, 3) uint8 lip image."""
-    from avsync.data.genwindows import to_uint8, to_video_tensor
+    from avsync.lipgen.windows import to_uint8, to_video_tensor
 
     device = next(generator.parameters()).device
     generator.eval()
@@ -147,7 +147,7 @@ def speech_logmel(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_generator(checkpoint: str | Path | None = None) -> LipGenerator:
     """The generator of a bundle (default: the shipped one)."""
-    from avsync.models.gen_bundle import load_bundle
+    from avsync.lipgen.bundle import load_bundle
 
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_GENERATOR
     if checkpoint is None and not path.is_file():
