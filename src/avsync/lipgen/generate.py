@@ -91,6 +91,32 @@ def generate_frames(
     return np.clip(np.rint(acc / wsum[:, None, None, None]), 0, 255).astype(np.uint8)[:n_frames]
 
 
+def checkerboard(frames: np.ndarray) -> float:
+    """Mean magnitude of the 2 x 2 checkerboard pattern (the Nyquist frequency, where stride-2
+    transposed convolutions leave their artefact) in (T, H, W, 3) uint8 frames, grey levels."""
+    x = frames.astype(np.float32).mean(axis=-1)
+    c = x[:, :-1, :-1] - x[:, 1:, :-1] - x[:, :-1, 1:] + x[:, 1:, 1:]
+    return float(np.abs(c).mean() / 4)
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, 64, 64, 3) uint8 -> (T, size, size, 3) uint8. Upscaling first removes the Nyquist
+    frequency with a [1, 2, 1] / 4 binomial filter (the checkerboard of the transposed
+    convolutions, which an upscale would magnify into a visible grid), then interpolates
+    bicubically; downscaling averages pixel areas."""
+    import cv2
+
+    if size < frames.shape[1]:
+        return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+    k = np.array([0.25, 0.5, 0.25], np.float32)
+    out = []
+    for f in frames:
+        smooth = cv2.sepFilter2D(f.astype(np.float32), -1, k, k, borderType=cv2.BORDER_REFLECT)
+        big = cv2.resize(smooth, (size, size), interpolation=cv2.INTER_CUBIC)
+        out.append(np.clip(np.rint(big), 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB; AvsyncError when it cannot be read."""
     import cv2
@@ -168,9 +194,8 @@ def generate(
     on_window: Callable[[int, int], None] | None = None,
 ) -> dict[str, object]:
     """Write ``out_path`` (mp4): lips of the image's identity saying the audio, at 25 fps,
-    ``size`` x ``size`` pixels (upscaled from 64), with the audio muxed in. Returns a summary."""
-    import cv2
-
+    ``size`` x ``size`` pixels (resized from 64 by :func:`resize_frames`), with the audio muxed
+    in. Returns a summary."""
     from avsync.io import check_output_path, write_av
 
     out = check_output_path(out_path, overwrite=overwrite, protect=(audio_path, image_path))
@@ -180,7 +205,7 @@ def generate(
     n_frames = max(1, int(np.floor(len(samples) / 16000 * GEN_FPS)))
     frames = generate_frames(generator, logmel, identity, n_frames, on_window)
     if size != IMAGE_SIZE:
-        frames = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in frames])
+        frames = resize_frames(frames, size)
     write_av(out, frames, GEN_FPS, samples[: int(round(n_frames / GEN_FPS * 16000))], overwrite=True)
     return {
         "path": str(out),
