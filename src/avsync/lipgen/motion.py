@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def clip_targets(lips: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def fit_motion(
     clips: Sequence[tuple[np.ndarray, np.ndarray, str]],
-    alphas: Sequence[float] = (1.0, 10.0, 100.0, 1000.0, 10000.0),
+    alphas: Sequence[float] = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6),
     holdout_share: float = 0.25,
     seed: int = 0,
 ) -> tuple[LipMotionModel, dict[str, float]]:
@@ -113,10 +114,14 @@ def fit_motion(
                    "val_speakers": float(len(held)), "train_frames": float(len(y_full))}
 
 
+RING_SCALE: float = 1.9
+"""The warp's fixed ring lies at this multiple of the mouth's half-extent around its centre."""
+
+
 def anchor_points(lips: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Fixed points of the warp: a ring around the mouth (1.9 x its extent) and the crop border."""
-    c = lips.mean(axis=0)
-    r = np.maximum(np.abs(lips - c).max(axis=0) * 1.9, 6.0)
+    """Fixed points of the warp: a ring around the mouth (RING_SCALE x its half-extent) and the
+    crop border."""
+    c, r = _ring(lips)
     a = np.linspace(0, 2 * np.pi, 16, endpoint=False)
     ring = c + np.stack([r[0] * np.cos(a), r[1] * np.sin(a)], axis=1)
     e = np.linspace(0, size - 1, 6)
@@ -125,9 +130,16 @@ def anchor_points(lips: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     return np.concatenate([ring, border])
 
 
+def _ring(lips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c = lips.mean(axis=0)
+    return c, np.maximum(np.abs(lips - c).max(axis=0) * RING_SCALE, 6.0)
+
+
 def warp_identity(identity: np.ndarray, lips: np.ndarray, moved: np.ndarray) -> np.ndarray:
     """``identity`` (S, S, 3) uint8 warped so that its lip points ``lips`` (40, 2) land on
-    ``moved`` (40, 2): a thin-plate spline maps every output pixel back into the identity."""
+    ``moved`` (40, 2): a thin-plate spline maps every output pixel back into the identity. The
+    displacement fades to exactly zero just outside the anchor ring, so the rest of the image is
+    copied, not resampled (resampling at fractional offsets would blur it)."""
     import cv2
     from scipy.interpolate import RBFInterpolator
 
@@ -138,7 +150,11 @@ def warp_identity(identity: np.ndarray, lips: np.ndarray, moved: np.ndarray) -> 
     tps = RBFInterpolator(dst, src - dst, kernel="thin_plate_spline", smoothing=1e-3)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
-    back = grid + tps(grid)
+    c, r = _ring(lips)
+    rho = np.sqrt((((grid - c) / r) ** 2).sum(axis=1))  # 1 on the ring
+    fade = np.clip((1.25 - rho) / 0.25, 0.0, 1.0)
+    fade = fade * fade * (3 - 2 * fade)  # smoothstep: 1 inside the ring, 0 beyond 1.25 x
+    back = grid + fade[:, None] * tps(grid)
     mx = back[:, 0].reshape(size, size).astype(np.float32)
     my = back[:, 1].reshape(size, size).astype(np.float32)
     return cv2.remap(identity, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -159,3 +175,38 @@ def motion_frames(model: LipMotionModel, logmel_std: np.ndarray, row0: np.ndarra
     ref = pred[identity_frame] if identity_frame is not None else pred.mean(axis=0)
     lips = np.asarray(identity_lips, np.float64)
     return np.stack([warp_identity(identity, lips, lips + gain * (p - ref)) for p in pred])
+
+
+MOTION_FORMAT: str = "avsync-lipmotion-1"
+
+
+def save_motion(path: str | Path, model: LipMotionModel, metrics: dict | None = None) -> Path:
+    """Write the model to a safetensors file atomically (float32 tensors + JSON metadata)."""
+    import json
+
+    import torch
+
+    from avsync.train.checkpoint import write_safetensors
+
+    state = {k: torch.from_numpy(np.ascontiguousarray(getattr(model, k), np.float32))
+             for k in ("mean_x", "scale_x", "weights")}
+    meta = {"format": MOTION_FORMAT, "alpha": str(model.alpha), "context_frames": str(CONTEXT_FRAMES),
+            "metrics": json.dumps(metrics or {}, default=float)}
+    return write_safetensors(path, state, meta)
+
+
+def load_motion(path: str | Path) -> LipMotionModel:
+    """A model written by :func:`save_motion`; AvsyncError when the file is not one."""
+    from safetensors.numpy import load_file
+
+    from avsync.errors import AvsyncError
+    from avsync.train.checkpoint import raw_metadata
+
+    p = Path(path)
+    if not p.is_file():
+        raise AvsyncError(f"lip motion model not found: {p}")
+    meta = raw_metadata(p, MOTION_FORMAT, "lip motion")
+    if int(meta.get("context_frames", -1)) != CONTEXT_FRAMES:
+        raise AvsyncError(f"{p}: made with {meta.get('context_frames')} context frames, not {CONTEXT_FRAMES}")
+    t = load_file(str(p))
+    return LipMotionModel(t["mean_x"], t["scale_x"], t["weights"], float(meta["alpha"]))
