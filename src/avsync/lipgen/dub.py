@@ -188,6 +188,8 @@ def dub(
     n_gen = max(1, int(np.ceil(duration_s * GEN_FPS)))
     lips = generate_frames(generator, logmel, faces.identity, n_gen, on_window)
     n_frames = int(np.sum(faces.times_s - faces.times_s[0] < duration_s - 1e-6))
+    if n_frames == 0:
+        raise AvsyncError(f"{audio_path}: shorter than one video frame; nothing to dub")
     audio = samples[: int(round(n_frames / faces.fps * 16000))]
     write_stream(out, dubbed_frames(video_path, faces, lips, duration_s), faces.fps, faces.size, audio)
     n_face = sum(lm is not None for lm in faces.landmarks[:n_frames])
