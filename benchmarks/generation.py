@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from compare import write_section  # noqa: E402
 
 from avsync.data import split_cache_files  # noqa: E402
-from avsync.evaluation.generation import (  # noqa: E402
+from avsync.lipgen.bundle import load_bundle  # noqa: E402
+from avsync.lipgen.evaluate import (  # noqa: E402
     aggregate,
     evaluate_clip,
     generator_maker,
@@ -36,8 +37,7 @@ from avsync.evaluation.generation import (  # noqa: E402
     repeat_maker,
     truth_maker,
 )
-from avsync.generation import generate_frames  # noqa: E402
-from avsync.models.gen_bundle import load_bundle  # noqa: E402
+from avsync.lipgen.generate import generate_frames  # noqa: E402
 from avsync.models.registry import create_model  # noqa: E402
 from avsync.models.syncnet import count_parameters  # noqa: E402
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 def ship(run: Path, nets: dict, table: dict, info: dict, args: argparse.Namespace) -> None:
     """weights/generator.safetensors (+ card): the full model's generator with the landmark and
     flow networks of the run's critics bundle (frozen since their own training)."""
-    from avsync.models.gen_bundle import save_bundle
+    from avsync.lipgen.bundle import save_bundle
 
     out = ROOT / "src" / "avsync" / "weights" / "generator.safetensors"
     recipe = json.loads((run / "run.json").read_text())
@@ -163,7 +163,7 @@ def ship(run: Path, nets: dict, table: dict, info: dict, args: argparse.Namespac
 - **Architecture**: Chen et al. 2018 ("Lip Movements Generation at a Glance"), sized for CPU
   training: audio encoder (log-mel 64 x 40) + identity encoder (64 x 64 RGB) fused by duplication
   and concatenation, 3D residual blocks, 3D transposed convolutions -> 16 RGB frames of 64 x 64 at
-  25 fps ({info["params"]:,} parameters; `avsync.models.generator`). The file also holds the lip
+  25 fps ({info["params"]:,} parameters; `avsync.lipgen.model`). The file also holds the lip
   landmark network (LMD) and the distilled flow network, float16.
 - **Use**: `avsync generate --audio SPEECH --image FACE_OR_LIPS.png -o out.mp4`; metrics:
   `avsync metrics out.mp4 [--reference real.mp4]`.

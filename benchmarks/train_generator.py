@@ -6,7 +6,7 @@
 Needs the generation cache: ``avsync prepare --clips ../shared/data/realclips --out cache/gen
 --for generation`` (about 150 MiB, 3 minutes on 2 cores). Writes critics.safetensors,
 generator.safetensors, generator_rec.safetensors, curves.json, curves.png and run.json to --out
-(see avsync.train.gen_pipeline). ``avsync train generator`` runs the same code.
+(see avsync.lipgen.pipeline). ``avsync train generator`` runs the same code.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import fields
 
 import torch
 
-from avsync.train.gen_pipeline import GenRecipe, train_all
+from avsync.lipgen.pipeline import GenRecipe, train_all
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from avsync.cli import app
 from avsync.io import probe, write_av
-from avsync.models.gen_bundle import save_bundle
-from avsync.models.gen_critics import CriticConfig, LipLandmarkNet
-from avsync.models.generator import GeneratorConfig, LipGenerator
+from avsync.lipgen.bundle import save_bundle
+from avsync.lipgen.critics import CriticConfig, LipLandmarkNet
+from avsync.lipgen.model import GeneratorConfig, LipGenerator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -197,7 +197,13 @@ def test_train_generator_bad_cache(tmp_path: Path) -> None:
 
 
 def test_shipped_generator_moves_the_lips_with_the_speech(face_png: Path, example_clip: Path) -> None:
-    from avsync.generation import DEFAULT_GENERATOR, generate_frames, lip_image, load_generator, speech_logmel
+    from avsync.lipgen.generate import (
+        DEFAULT_GENERATOR,
+        generate_frames,
+        lip_image,
+        load_generator,
+        speech_logmel,
+    )
 
     if not DEFAULT_GENERATOR.is_file():
         pytest.skip("no generator shipped")

@@ -13,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from avsync.data.cache import CACHE_KEYS
-from avsync.data.genwindows import GenWindows, frame_rows, load_gen_clip, resample_to_clock
 from avsync.errors import AvsyncError
-from avsync.generation import audio_rows, blend_weights, generate_frames, window_starts
-from avsync.models.gen_bundle import load_bundle, save_bundle
-from avsync.models.generator import GeneratorConfig, LipGenerator
+from avsync.lipgen.bundle import load_bundle, save_bundle
+from avsync.lipgen.generate import audio_rows, blend_weights, generate_frames, window_starts
+from avsync.lipgen.model import GeneratorConfig, LipGenerator
+from avsync.lipgen.windows import GenWindows, frame_rows, load_gen_clip, resample_to_clock
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -182,7 +182,7 @@ def test_bundle_round_trip_and_bad_files(tmp_path: Path) -> None:
 
 
 def test_tiny_training_run_writes_every_checkpoint(gen_cache: tuple[Path, Path], tmp_path: Path) -> None:
-    from avsync.train.gen_pipeline import GenRecipe, train_all
+    from avsync.lipgen.pipeline import GenRecipe, train_all
 
     cache, split = gen_cache
     out = tmp_path / "run"
@@ -230,14 +230,14 @@ def test_training_modules_import_without_the_media_stack() -> None:
     import sys
 
     code = ("import sys\nfor m in ('av', 'cv2', 'mediapipe'): sys.modules[m] = None\n"
-            "import avsync.train, avsync.train.gen_pipeline, avsync.generation, avsync.models.gen_bundle\n"
+            "import avsync.train, avsync.lipgen.pipeline, avsync.lipgen.generate, avsync.lipgen.bundle\n"
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]
 
 
 def test_corrupt_cache_file_is_one_clear_error_and_no_run_folder(tmp_path: Path) -> None:
-    from avsync.train.gen_pipeline import GenRecipe, train_all
+    from avsync.lipgen.pipeline import GenRecipe, train_all
 
     (tmp_path / "broken.npz").write_bytes(b"not an npz")
     with pytest.raises(AvsyncError, match="broken.npz: not a readable cache file"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from avsync.models.gen_critics import (
+from avsync.lipgen.critics import (
     CorrelationNets,
     CriticConfig,
     LipFlowNet,
@@ -19,8 +19,8 @@ from avsync.models.gen_critics import (
     correlation_loss,
     perceptual_loss,
 )
-from avsync.models.generator import GeneratorConfig, LipGenerator
-from avsync.train.generation import (
+from avsync.lipgen.model import GeneratorConfig, LipGenerator
+from avsync.lipgen.training import (
     Critics,
     LossWeights,
     correlation_contrast,
@@ -49,11 +49,12 @@ def critics() -> Critics:
     return Critics(LipFlowNet(cc), CorrelationNets(cc), VideoAutoencoder(cc), ThreeStreamDiscriminator(cc))
 
 
-def test_generator_shapes_range_and_audio_dependence() -> None:
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_generator_shapes_range_and_audio_dependence(upsample: str) -> None:
     torch.manual_seed(0)
     # the plain decoder (a residual one starts as an exact copy of the identity, see below);
     # train mode: batch statistics, O(1) activations
-    g = LipGenerator(replace(GeneratorConfig.debug(), residual=False))
+    g = LipGenerator(replace(GeneratorConfig.debug(), residual=False, upsample=upsample))
     b = batch()
     audio = b["audio"].clone().requires_grad_(True)
     out = g(audio, b["identity"])
@@ -62,6 +63,21 @@ def test_generator_shapes_range_and_audio_dependence() -> None:
     out[:, :, 3].sum().backward()
     assert audio.grad.abs().sum() > 0  # the audio reaches the frames
     assert (out[:, :, 0] - out[:, :, 8]).abs().mean() > 1e-4  # frames differ over time
+
+
+def test_resize_convolution_decoder_draws_no_checkerboard() -> None:
+    from avsync.lipgen.generate import checkerboard
+    from avsync.lipgen.windows import to_uint8
+
+    b = batch()
+    cb = {}
+    for up in ("transpose", "resize"):
+        torch.manual_seed(0)
+        g = LipGenerator(replace(GeneratorConfig.debug(), residual=False, upsample=up))
+        cb[up] = checkerboard(to_uint8(g(b["audio"], b["identity"])).reshape(-1, 64, 64, 3))
+    assert cb["resize"] < 0.5 * cb["transpose"]  # Odena et al.: the artefact is the operator's
+    with pytest.raises(ValueError, match="upsample"):
+        LipGenerator(replace(GeneratorConfig.debug(), upsample="bilinear"))
 
 
 def test_residual_generator_starts_as_the_identity_and_learns_away_from_it() -> None:

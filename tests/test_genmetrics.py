@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from avsync.evaluation.genmetrics import cpbd, cpbd_video, lmd, psnr, ssim, sync_distance_confidence
+from avsync.lipgen.metrics import cpbd, cpbd_video, lmd, psnr, ssim, sync_distance_confidence
 
 
 def _pink_noise(n: int, rng: np.random.Generator, std: float) -> np.ndarray:

@@ -73,8 +73,8 @@ def fix(in_path: str | Path, out_path: str | Path, offset_ms: float | None = Non
 def generate(audio_path: str | Path, image_path: str | Path, out_path: str | Path,
              checkpoint: str | Path | None = None, overwrite: bool = False, size: int = 64) -> dict:
     """Write ``out_path``: lips of the image's identity saying the audio (25 fps mp4 with the
-    speech); see :func:`avsync.generation.generate`. Returns a summary dict."""
-    from avsync.generation import generate as run
+    speech); see :func:`avsync.lipgen.generate.generate`. Returns a summary dict."""
+    from avsync.lipgen.generate import generate as run
 
     return run(audio_path, image_path, out_path, checkpoint=checkpoint, overwrite=overwrite, size=size)
 

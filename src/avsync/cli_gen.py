@@ -1,7 +1,7 @@
 """Command line of the lip generator: ``avsync generate``, ``avsync metrics``, ``avsync train generator``.
 
-Thin wrappers over avsync.generation, avsync.evaluation.video_metrics and
-avsync.train.gen_pipeline; every failure is one line on stderr and exit code 1.
+Thin wrappers over avsync.lipgen.generate, avsync.lipgen.dub (``generate --video``),
+avsync.lipgen.video_metrics and avsync.lipgen.pipeline; every failure is one line on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -26,17 +26,25 @@ train_app = typer.Typer(
 
 def generate(
     audio: Path = typer.Option(..., help="Speech: any audio or video file FFmpeg reads."),
-    image: Path = typer.Option(..., help="A face photo (the mouth is found and cropped) or a lip crop."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output .mp4 (25 fps lip video with the speech)."),
+    image: Path | None = typer.Option(
+        None, help="A face photo (the mouth is found and cropped) or a lip crop."
+    ),
+    video: Path | None = typer.Option(
+        None, help="Dub this face video instead: its mouth is regenerated to say AUDIO, frame by frame."
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="Output .mp4 (25 fps lip video, or the dubbed video)."),
     checkpoint: Path | None = typer.Option(None, help="Generator checkpoint (default: the shipped one)."),
-    size: int = typer.Option(64, min=16, max=1024, help="Output side in pixels (generated at 64)."),
+    size: int = typer.Option(64, min=16, max=1024, help="Output side in pixels of an --image lip video."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
     progress: bool = typer.Option(True, help="Progress bar on stderr."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
-    """Generate lip movements of the image's identity saying the audio (Chen et al. 2018)."""
-    from avsync.generation import generate as run_generate
-
+    """Generate lip movements of the image's identity saying the audio (Chen et al. 2018), or dub a
+    face video with new audio (--video)."""
+    if (image is None) == (video is None):
+        _fail("give exactly one of --image (a lip video from one face image) or --video (dubbing)")
+    if video is not None and size != 64:
+        _fail("--size applies to --image output; a dubbed video keeps the size of --video")
     bar = Progress(
         TextColumn("generating"),
         BarColumn(),
@@ -52,10 +60,23 @@ def generate(
         def on_window(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        summary = _call(run_generate, audio, image, out, checkpoint=checkpoint, overwrite=overwrite,
-                        size=size, on_window=on_window)
+        if video is not None:
+            from avsync.lipgen.dub import dub
+
+            summary = _call(dub, video, audio, out, checkpoint=checkpoint, overwrite=overwrite,
+                            on_window=on_window)
+        else:
+            from avsync.lipgen.generate import generate as run_generate
+
+            summary = _call(run_generate, audio, image, out, checkpoint=checkpoint, overwrite=overwrite,
+                            size=size, on_window=on_window)
     if json_out:
         print(json.dumps(summary))
+    elif video is not None:
+        print(
+            f"wrote {summary['path']}: {summary['frames']} frames at {summary['fps']:g} fps "
+            f"({summary['duration_s']:.2f} s), mouth regenerated in {summary['face_frames']} frames"
+        )
     else:
         print(
             f"wrote {summary['path']}: {summary['frames']} frames at {summary['fps']:g} fps "
@@ -76,7 +97,7 @@ def metrics(
     """Lip-generation metrics: CPBD, sync (LSE-D/LSE-C by our SyncNet); with --reference LMD, SSIM, PSNR.
 
     With --lse: LSE-D/LSE-C of syncnet_python's SyncNet (the papers' numbers) for each video."""
-    from avsync.evaluation.video_metrics import video_metrics
+    from avsync.lipgen.video_metrics import video_metrics
 
     if lse:
         from avsync.peers.lse import lse_command
@@ -125,7 +146,7 @@ def train_generator(
 
     import torch
 
-    from avsync.train.gen_pipeline import GenRecipe, train_all
+    from avsync.lipgen.pipeline import GenRecipe, train_all
 
     if preset not in ("small", "debug"):
         _fail(f"--preset must be small or debug, got {preset!r}")

@@ -117,7 +117,7 @@ def _clip_arrays(clip: Clip, rgb_crop_size: int = 0) -> dict[str, np.ndarray]:
     """Analyse one clip (video + audio) into the arrays of its cache file.
 
     rgb_crop_size > 0 adds ``rgb`` (T, S, S, 3) uint8 RGB mouth crops and ``lips_px`` (T, 40, 2)
-    float16 lip points in crop pixels (the generation cache, read by :mod:`avsync.data.genwindows`)."""
+    float16 lip points in crop pixels (the generation cache, read by :mod:`avsync.lipgen.windows`)."""
     from avsync.errors import NoFaceError, SilentAudioError
     from avsync.face.landmarks import BLENDSHAPE_NAMES
     from avsync.face.mouth import SIGNAL_NAMES

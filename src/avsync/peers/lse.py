@@ -1,7 +1,7 @@
 """``avsync metrics --lse``: paper-comparable LSE-D / LSE-C of video files with the user's SyncNet.
 
 Not avsync's own LSE-like numbers (``avsync metrics`` without --lse, from avsync's SyncNet trained
-on minutes of data, evaluation.genmetrics.lse_from_curve): those are not comparable with papers.
+on minutes of data, lipgen.metrics.lse_from_curve): those are not comparable with papers.
 """
 
 from __future__ import annotations

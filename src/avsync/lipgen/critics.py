@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avsync.models.generator import ResBlock3d, conv2d, conv3d
+from avsync.lipgen.model import ResBlock3d, conv2d, conv3d
 from avsync.models.syncnet import PresetMixin
 
 FLOW_SIZE: int = 16

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 
 from avsync.errors import AvsyncError, MediaError, NoFaceError
-from avsync.evaluation.genmetrics import cpbd_video, lmd, psnr, ssim, sync_distance_confidence
-from avsync.generation import LIP_IMAGE_MAX_SIDE
+from avsync.lipgen.generate import LIP_IMAGE_MAX_SIDE
+from avsync.lipgen.metrics import cpbd_video, lmd, psnr, ssim, sync_distance_confidence
 
 
 @dataclass
@@ -57,9 +57,9 @@ def _lip_video(path: Path) -> CropVideo | None:
 
 
 def _network_lips(crops: np.ndarray) -> np.ndarray:
-    from avsync.evaluation.generation import lip_points
-    from avsync.generation import DEFAULT_GENERATOR
-    from avsync.models.gen_bundle import load_bundle
+    from avsync.lipgen.bundle import load_bundle
+    from avsync.lipgen.evaluate import lip_points
+    from avsync.lipgen.generate import DEFAULT_GENERATOR
 
     if not DEFAULT_GENERATOR.is_file():
         return np.full((len(crops), 40, 2), np.nan, np.float32)
@@ -87,9 +87,9 @@ def crop_video(path: str | Path) -> CropVideo:
 
 def sync_of(video: CropVideo, audio_path: str | Path) -> dict[str, float]:
     """LSE-D / LSE-C / offset of the crops against the audio of ``audio_path`` (SyncNet)."""
-    from avsync.evaluation.generation import SYNC_SHIFTS, crop_sync_distances
     from avsync.features import log_mel
     from avsync.io import load_audio
+    from avsync.lipgen.evaluate import SYNC_SHIFTS, crop_sync_distances
     from avsync.models.registry import create_model
 
     audio = load_audio(audio_path)

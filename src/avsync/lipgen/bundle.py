@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from avsync.errors import AvsyncError
-from avsync.models.gen_critics import (
+from avsync.lipgen.critics import (
     CorrelationNets,
     CriticConfig,
     LipFlowNet,
@@ -25,7 +25,7 @@ from avsync.models.gen_critics import (
     ThreeStreamDiscriminator,
     VideoAutoencoder,
 )
-from avsync.models.generator import AUDIO_ROWS, FRAMES, GEN_FPS, IMAGE_SIZE, GeneratorConfig, LipGenerator
+from avsync.lipgen.model import AUDIO_ROWS, FRAMES, GEN_FPS, IMAGE_SIZE, GeneratorConfig, LipGenerator
 from avsync.train.checkpoint import config_from_dict, config_to_json, raw_metadata, write_safetensors
 
 GEN_FORMAT: str = "avsync-gen-1"

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from avsync.data.cache import load_clip_cache
-from avsync.models.generator import AUDIO_ROWS, FRAMES, GEN_FPS, ROWS_PER_FRAME
+from avsync.lipgen.model import AUDIO_ROWS, FRAMES, GEN_FPS, ROWS_PER_FRAME
 from avsync.models.neural import standardise_logmel
 from avsync.timing import AUDIO_HOP_S
 

@@ -16,7 +16,7 @@ import torch
 
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
 from avsync.features import is_silent, log_mel
-from avsync.models.generator import AUDIO_ROWS, FRAMES, GEN_FPS, IMAGE_SIZE, ROWS_PER_FRAME, LipGenerator
+from avsync.lipgen.model import AUDIO_ROWS, FRAMES, GEN_FPS, IMAGE_SIZE, ROWS_PER_FRAME, LipGenerator
 from avsync.models.neural import standardise_logmel
 from avsync.models.trained import weights_path
 
@@ -62,7 +62,7 @@ def generate_frames(
 ) -> np.ndarray:
     """(n_frames, 64, 64, 3) uint8 lip frames at 25 fps for standardised log-mel rows on the
     10 ms grid starting at t = 0 (logmel_std (N, n_mels)) and one (64, 64, 3) uint8 lip image."""
-    from avsync.data.genwindows import to_uint8, to_video_tensor
+    from avsync.lipgen.windows import to_uint8, to_video_tensor
 
     device = next(generator.parameters()).device
     generator.eval()
@@ -89,6 +89,32 @@ def generate_frames(
         if on_window is not None:
             on_window(min(b + batch_size, len(starts)), len(starts))
     return np.clip(np.rint(acc / wsum[:, None, None, None]), 0, 255).astype(np.uint8)[:n_frames]
+
+
+def checkerboard(frames: np.ndarray) -> float:
+    """Mean magnitude of the 2 x 2 checkerboard pattern (the Nyquist frequency, where stride-2
+    transposed convolutions leave their artefact) in (T, H, W, 3) uint8 frames, grey levels."""
+    x = frames.astype(np.float32).mean(axis=-1)
+    c = x[:, :-1, :-1] - x[:, 1:, :-1] - x[:, :-1, 1:] + x[:, 1:, 1:]
+    return float(np.abs(c).mean() / 4)
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, 64, 64, 3) uint8 -> (T, size, size, 3) uint8. Upscaling first removes the Nyquist
+    frequency with a [1, 2, 1] / 4 binomial filter (the checkerboard of the transposed
+    convolutions, which an upscale would magnify into a visible grid), then interpolates
+    bicubically; downscaling averages pixel areas."""
+    import cv2
+
+    if size < frames.shape[1]:
+        return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+    k = np.array([0.25, 0.5, 0.25], np.float32)
+    out = []
+    for f in frames:
+        smooth = cv2.sepFilter2D(f.astype(np.float32), -1, k, k, borderType=cv2.BORDER_REFLECT)
+        big = cv2.resize(smooth, (size, size), interpolation=cv2.INTER_CUBIC)
+        out.append(np.clip(np.rint(big), 0, 255).astype(np.uint8))
+    return np.stack(out)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -147,7 +173,7 @@ def speech_logmel(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_generator(checkpoint: str | Path | None = None) -> LipGenerator:
     """The generator of a bundle (default: the shipped one)."""
-    from avsync.models.gen_bundle import load_bundle
+    from avsync.lipgen.bundle import load_bundle
 
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_GENERATOR
     if checkpoint is None and not path.is_file():
@@ -168,9 +194,8 @@ def generate(
     on_window: Callable[[int, int], None] | None = None,
 ) -> dict[str, object]:
     """Write ``out_path`` (mp4): lips of the image's identity saying the audio, at 25 fps,
-    ``size`` x ``size`` pixels (upscaled from 64), with the audio muxed in. Returns a summary."""
-    import cv2
-
+    ``size`` x ``size`` pixels (resized from 64 by :func:`resize_frames`), with the audio muxed
+    in. Returns a summary."""
     from avsync.io import check_output_path, write_av
 
     out = check_output_path(out_path, overwrite=overwrite, protect=(audio_path, image_path))
@@ -180,7 +205,7 @@ def generate(
     n_frames = max(1, int(np.floor(len(samples) / 16000 * GEN_FPS)))
     frames = generate_frames(generator, logmel, identity, n_frames, on_window)
     if size != IMAGE_SIZE:
-        frames = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in frames])
+        frames = resize_frames(frames, size)
     write_av(out, frames, GEN_FPS, samples[: int(round(n_frames / GEN_FPS * 16000))], overwrite=True)
     return {
         "path": str(out),

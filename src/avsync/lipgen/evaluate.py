@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import torch
 
-from avsync.data.genwindows import GenClip, load_gen_clip, to_video_tensor
-from avsync.evaluation.genmetrics import cpbd_video, lmd, psnr, ssim
-from avsync.generation import generate_frames
-from avsync.models.gen_critics import LipLandmarkNet
+from avsync.lipgen.critics import LipLandmarkNet
+from avsync.lipgen.generate import generate_frames
+from avsync.lipgen.metrics import cpbd_video, lmd, psnr, ssim
+from avsync.lipgen.windows import GenClip, load_gen_clip, to_video_tensor
 
 SYNC_SHIFTS = np.arange(-15, 16)
 
@@ -81,8 +81,8 @@ def crop_sync_distances(crops: np.ndarray, times_s: np.ndarray, fps: float, logm
 def sync_scores(frames: np.ndarray, npz_path: str | Path, sync_method) -> dict[str, float]:
     """LSE-D, LSE-C and offset of generated 25 fps crops against the clip's speech."""
     from avsync.data.cache import load_clip_cache
-    from avsync.evaluation.genmetrics import sync_distance_confidence
-    from avsync.models.generator import GEN_FPS
+    from avsync.lipgen.metrics import sync_distance_confidence
+    from avsync.lipgen.model import GEN_FPS
 
     d = load_clip_cache(npz_path)
     times = d["frame_times_s"][0] + np.arange(len(frames)) / GEN_FPS

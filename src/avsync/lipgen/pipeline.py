@@ -1,7 +1,7 @@
 """The whole lip-generator recipe in one call: critics first, then the generators.
 
 ``train_all`` reads the generation cache (``avsync prepare --for generation``), splits it by
-speaker with the project's split file, trains the stages of :mod:`avsync.train.generation` and
+speaker with the project's split file, trains the stages of :mod:`avsync.lipgen.training` and
 writes to ``out_dir``: ``critics.safetensors`` (flow, landmarks, correlation, autoencoder),
 ``generator.safetensors`` (full loss: generator + discriminator + flow + landmarks),
 ``generator_rec.safetensors`` (reconstruction-only baseline), ``curves.json`` and
@@ -18,11 +18,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from avsync.data.genwindows import GenWindows, load_gen_clip
 from avsync.data.splits import REALCLIPS_SPLIT, split_cache_files
 from avsync.errors import AvsyncError
-from avsync.models.gen_bundle import save_bundle
-from avsync.models.gen_critics import (
+from avsync.lipgen.bundle import save_bundle
+from avsync.lipgen.critics import (
     CorrelationNets,
     CriticConfig,
     LipFlowNet,
@@ -31,8 +30,8 @@ from avsync.models.gen_critics import (
     VideoAutoencoder,
     frames_of,
 )
-from avsync.models.generator import GeneratorConfig, LipGenerator
-from avsync.train.generation import (
+from avsync.lipgen.model import GeneratorConfig, LipGenerator
+from avsync.lipgen.training import (
     Critics,
     LossWeights,
     StageConfig,
@@ -45,6 +44,7 @@ from avsync.train.generation import (
     train_generator,
     train_landmarks,
 )
+from avsync.lipgen.windows import GenWindows, load_gen_clip
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def train_critics(cc: CriticConfig, train: GenWindows, val: GenWindows, base: St
 
 def load_critics(path: str | Path, device: str) -> tuple:
     """(flow, landmarks, correlation, autoencoder) networks of a critics bundle, on ``device``."""
-    from avsync.models.gen_bundle import load_bundle
+    from avsync.lipgen.bundle import load_bundle
 
     nets, _ = load_bundle(path, ("flow", "landmarks", "correlation", "autoencoder"))
     return tuple(nets[k].to(device) for k in ("flow", "landmarks", "correlation", "autoencoder"))

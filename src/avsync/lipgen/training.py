@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avsync.data.genwindows import GenWindows
-from avsync.models.gen_critics import (
+from avsync.lipgen.critics import (
     FLOW_SIZE,
     CorrelationNets,
     LipFlowNet,
@@ -40,7 +39,8 @@ from avsync.models.gen_critics import (
     frames_of,
     perceptual_loss,
 )
-from avsync.models.generator import LipGenerator
+from avsync.lipgen.model import LipGenerator
+from avsync.lipgen.windows import GenWindows
 
 Log = Callable[[str], None]
 
@@ -132,7 +132,7 @@ def _loop(
 
 
 def _with_flow_targets(batch: dict) -> dict:
-    from avsync.data.genwindows import to_uint8
+    from avsync.lipgen.windows import to_uint8
 
     batch["flow"] = torch.from_numpy(farneback_targets(to_uint8(batch["video"])))
     return batch

@@ -8,7 +8,8 @@ Speech (0.64 s of log-mel) + one RGB lip image of the target identity -> 16 RGB 
 * fusion by duplication and channel concatenation (the paper's Fig. 3): the audio feature of
   each time step is copied over the 8 x 8 grid, the image feature is copied Tl times, both are
   concatenated along channels -> (B, Ca + Ci, Tl, 8, 8);
-* decoder: 3D residual blocks, then 3D transposed convolutions to (B, 3, 16, 64, 64), tanh.
+* decoder: 3D residual blocks, then 3D transposed convolutions to (B, 3, 16, 64, 64), tanh
+  (``upsample="resize"``: nearest-neighbour upsampling + convolution instead, no checkerboard).
 
 Deviations (see docs/BENCHMARKS.md): 40 mel bands at 16 kHz with 10 ms hops instead of 128 bands
 at 41.1 kHz (the project's audio front end; 4 audio steps per frame are kept); the temporal
@@ -50,7 +51,9 @@ class GeneratorConfig(PresetMixin):
     image: 64 -> 8); latent: width of the fused 3D feature; n_res: 3D residual blocks;
     dec_channels: widths after each of the three transposed convs; latent_frames: time steps
     of the fused feature (FRAMES / 2); skip: identity skip at 16 x 16; residual: the decoder
-    edits the identity image instead of drawing each frame from scratch (see module doc)."""
+    edits the identity image instead of drawing each frame from scratch (see module doc);
+    upsample: "transpose" (the paper's transposed convolutions) or "resize" (nearest-neighbour
+    upsampling then a 3 x 3 convolution: no checkerboard artefacts, Odena et al. 2016)."""
 
     audio_channels: tuple[int, ...] = (32, 64, 96)
     id_channels: tuple[int, int, int] = (32, 64, 96)
@@ -64,6 +67,7 @@ class GeneratorConfig(PresetMixin):
     image_size: int = IMAGE_SIZE
     skip: bool = True
     residual: bool = False  # False in checkpoints written before the field existed
+    upsample: str = "transpose"  # "transpose" in checkpoints written before the field existed
 
     @classmethod
     def debug(cls) -> GeneratorConfig:
@@ -164,6 +168,23 @@ class SpatialUp(nn.Module):
         return torch.relu(self.norm(y))
 
 
+class ResizeUp(nn.Module):
+    """Resize-convolution: nearest-neighbour x2 upsampling (time too when ``time``) then a 3 x 3
+    convolution + BN + ReLU, (B, C, T, H, W) -> (B, C', T', 2H, 2W). Every output pixel sees the
+    same number of input pixels, so there is no checkerboard (Odena et al., Distill 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, time: bool = False) -> None:
+        super().__init__()
+        self.scale = (2.0, 2.0, 2.0) if time else (1.0, 2.0, 2.0)
+        self.conv = nn.Conv3d(c_in, c_out, (3, 3, 3) if time else (1, 3, 3), 1,
+                              (1, 1, 1) if time else (0, 1, 1), bias=False)
+        self.norm = nn.BatchNorm3d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.interpolate(x, scale_factor=self.scale, mode="nearest")
+        return torch.relu(self.norm(self.conv(x)))
+
+
 class LipGenerator(nn.Module):
     """audio (B, 64, n_mels) clip-standardised log-mel + identity (B, 3, 64, 64) in [-1, 1]
     -> video (B, 3, 16, 64, 64) in [-1, 1] (channels, time, height, width)."""
@@ -174,6 +195,8 @@ class LipGenerator(nn.Module):
         c = config
         if c.frames != 2 * c.latent_frames or c.image_size != 64:
             raise ValueError("the decoder makes 2 * latent_frames frames of 64 x 64")
+        if c.upsample not in ("transpose", "resize"):
+            raise ValueError(f"upsample must be 'transpose' or 'resize', got {c.upsample!r}")
         self.audio = AudioEncoder(c.audio_channels, c.latent_frames)
         self.identity = IdentityEncoder(c.id_channels)
         self.fuse = nn.Sequential(
@@ -183,10 +206,11 @@ class LipGenerator(nn.Module):
         )
         self.res = nn.Sequential(*[ResBlock3d(c.latent) for _ in range(c.n_res)])
         d1, d2, d3 = c.dec_channels
-        self.up1 = _up(c.latent, d1)  # (16, 16, 16)
+        resize = c.upsample == "resize"
+        self.up1 = ResizeUp(c.latent, d1, time=True) if resize else _up(c.latent, d1)  # (16, 16, 16)
         self.skip = nn.Conv3d(c.id_channels[1], d1, 1) if c.skip else None
-        self.up2 = SpatialUp(d1, d2)  # (16, 32, 32)
-        self.up3 = SpatialUp(d2, d3)  # (16, 64, 64)
+        self.up2 = ResizeUp(d1, d2) if resize else SpatialUp(d1, d2)  # (16, 32, 32)
+        self.up3 = ResizeUp(d2, d3) if resize else SpatialUp(d2, d3)  # (16, 64, 64)
         self.out = nn.Conv3d(d3, 3, (3, 3, 3), 1, 1)
         if c.residual:
             nn.init.zeros_(self.out.weight)
