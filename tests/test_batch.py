@@ -67,8 +67,8 @@ def test_batch_rows_match_detect_errors_keep_and_fix(batch_run):
     got = rows["c_late.mp4"]
     for key in ("method", "offset_frames", "offset_ms", "confidence", "reliable", "curve", "tracks"):
         assert got[key] == ref[key], key
-    assert got["offset_frames"] == 5 and got["reliable"]
-    assert rows["a_sync.mp4"]["offset_frames"] == 0 and rows["a_sync.mp4"]["reliable"]
+    assert abs(got["offset_frames"] - 5) <= 0.3 and got["reliable"]  # sub-frame offsets (one decimal)
+    assert abs(rows["a_sync.mp4"]["offset_frames"]) <= 0.3 and rows["a_sync.mp4"]["reliable"]
     fixed = Path(rows["c_late.mp4"]["fixed"])
     assert fixed.parent == root / "fixed" and fixed.is_file()
     assert "fixed" not in rows["a_sync.mp4"]  # in sync: nothing to fix
