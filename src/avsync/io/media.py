@@ -63,6 +63,7 @@ AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError, ValueErro
 _VFR_TOLERANCE = 0.10  # a frame duration more than 10 % off the median counts as variable
 _VFR_PACKETS = 120  # packets inspected by probe() for the VFR heuristic
 _GAP_MIN_S = 0.010  # audio timestamp holes longer than this are filled with silence
+MAX_GAP_S = 600.0  # a longer hole is a damaged timestamp, not silence to allocate (fuzzing)
 _MAX_DECODE_ERRORS = 100
 _REORDER_WINDOW = 4  # frames held back to repair decode-order timestamps (AVI)
 
@@ -414,6 +415,9 @@ def load_audio(path: str | os.PathLike[str], sample_rate_hz: int = SAMPLE_RATE_H
                 drain(resampler.resample(None))  # flush, then pad the hole with silence
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate_hz)
                 pad = int(round((float(t) - start_s) * sample_rate_hz)) - n_out
+                if pad > MAX_GAP_S * sample_rate_hz:
+                    raise MediaError(f"Cannot read {p}: its audio timestamps jump by "
+                                     f"{pad / sample_rate_hz:.0f} s (a damaged file).")
                 if pad > 0:
                     chunks.append(np.zeros(pad, np.float32))
                     n_out += pad
