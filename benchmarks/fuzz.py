@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import sys
 import tempfile
 import time
@@ -70,6 +71,7 @@ def main() -> int:
     ap.add_argument("--timeout-s", type=float, default=600.0, help="wall-clock limit (CPU: 60 s)")
     ap.add_argument("--exec-every", type=int, default=8, help="every N-th file in a fresh interpreter")
     ap.add_argument("--report", type=Path, default=None)
+    ap.add_argument("--log", type=Path, default=None, help="append one JSON line per file as it ends")
     args = ap.parse_args()
 
     t0 = time.time()
@@ -87,6 +89,11 @@ def main() -> int:
               f"{len(fork_cases)} fork)", flush=True)
 
         def report(o: Outcome) -> None:
+            if args.log is not None:
+                with args.log.open("a") as f:
+                    f.write(json.dumps({"container": o.case.container, "mutator": o.case.mutator,
+                                        "seed": o.case.seed, "argv": o.case.argv, "kind": o.kind, "rc": o.rc,
+                                        "cpu_s": round(o.cpu_s, 2), "detail": o.detail}) + "\n")
             if o.kind in FAILURES:
                 print(f"{o.kind}: {' '.join(o.case.argv)} -> {o.detail}", flush=True)
 

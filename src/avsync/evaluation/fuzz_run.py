@@ -157,6 +157,8 @@ def _child(argv: list[str], fd_out: int, fd_err: int) -> None:
     try:
         os.dup2(fd_out, 1)
         os.dup2(fd_err, 2)
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (pytest may have replaced them)
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
         os.environ.update(_ENV)
         _limit_child()
         from avsync.cli import app
