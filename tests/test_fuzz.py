@@ -85,7 +85,8 @@ def test_fuzzed_files_never_break_the_cli(seeds: dict[str, Path], tmp_path: Path
             path = mutate_file(seed_file, name, rng.randrange(10**6), tmp_path / f"{name}.{kind}")
             if i == 0:  # one fix per container
                 out = tmp_path / "out" / f"{name}-{kind}.{'mkv' if kind == 'webm' else kind}"
-                cases.append(Case(["fix", str(path), "-o", str(out), "--offset-ms", "40"], kind, name, out=out))
+                argv = ["fix", str(path), "-o", str(out), "--offset-ms", "40"]
+                cases.append(Case(argv, kind, name, out=out))
             else:
                 cases.append(Case(["detect", "--json", "--no-progress", "--method", "avcorr", str(path)],
                                   kind, name))
@@ -94,7 +95,8 @@ def test_fuzzed_files_never_break_the_cli(seeds: dict[str, Path], tmp_path: Path
     fork_cases = [c for c in cases if c not in exec_cases]
     outcomes = run_cases(fork_cases, mode="fork", workers=2) + run_cases(exec_cases, mode="exec", workers=2)
     assert len(outcomes) == len(cases)
-    bad = [f"{o.case.container}/{o.case.mutator}: {o.kind}: {o.detail}" for o in outcomes if o.kind in FAILURES]
+    bad = [f"{o.case.container}/{o.case.mutator}: {o.kind}: {o.detail}"
+           for o in outcomes if o.kind in FAILURES]
     assert not bad, "\n".join(bad)
     kinds = {o.kind for o in outcomes}
     assert kinds <= {"result", "error"} and "error" in kinds and "result" in kinds

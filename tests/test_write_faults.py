@@ -148,7 +148,7 @@ def test_clean_stale_temps_removes_only_dead_writers(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- full disk
 
 
-def _small_limit() -> None:  # SIGXFSZ keeps its default (kill): avsync must ignore it itself
+def _small_limit() -> None:  # CPython ignores SIGXFSZ: a write past the limit fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 
 

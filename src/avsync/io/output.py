@@ -10,10 +10,9 @@ Faults while writing (tested in tests/test_write_faults.py):
   complete new file -- the data is written to ``.{stem}.avsync-tmp-{host}-{pid}-{hex}{suffix}``
   and fsync'ed before one ``rename``. The next write to the same ``out`` deletes the temp files
   of dead processes of this host (a live writer's temp file is left alone).
-* a full disk (ENOSPC) or a file-size limit (``ulimit -f``: SIGXFSZ is ignored while writing, so
-  that ``write`` fails with EFBIG instead of the process dying) and a read-only folder: the
-  writer's error propagates (media writers turn it into an OutputError) and the temp file is
-  removed.
+* a full disk (ENOSPC), a file-size limit (``ulimit -f``: CPython ignores SIGXFSZ, so ``write``
+  fails with EFBIG) and a read-only folder: the writer's error propagates (media writers turn
+  it into an OutputError) and the temp file is removed.
 * two writers to one ``out`` at once: each has its own temp file, and the rename is atomic, so
   ``out`` is one whole file from one of them; without ``overwrite`` the loser gets an error
   (``os.link`` publishes the file only if ``out`` does not exist yet).
@@ -26,9 +25,7 @@ import errno
 import os
 import re
 import secrets
-import signal
 import socket
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -171,22 +168,10 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
                 raise OutputError(f"{out} exists; pass --overwrite to replace it.") from None
             os.replace(tmp, out)
         else:
-            tmp.unlink()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     with contextlib.suppress(OSError):  # durability of the rename; not all systems allow it
         _fsync(out.parent if str(out.parent) else Path("."), directory=True)
-
-
-@contextlib.contextmanager
-def _no_sigxfsz() -> Iterator[None]:
-    """Ignore SIGXFSZ (file size limit) meanwhile, so that writes fail with EFBIG."""
-    if not hasattr(signal, "SIGXFSZ") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGXFSZ, old)
 
 
 @contextlib.contextmanager
@@ -206,12 +191,11 @@ def atomic_output(
     clean_stale_temps(out)
     tmp = _create_temp(out)
     try:
-        with _no_sigxfsz():
-            yield tmp
-            try:
-                _publish(tmp, out, overwrite)
-            except OSError as exc:
-                raise OutputError(f"Cannot write {out}: {_reason(exc, out.parent)}.") from exc
+        yield tmp
+        try:
+            _publish(tmp, out, overwrite)
+        except OSError as exc:
+            raise OutputError(f"Cannot write {out}: {_reason(exc, out.parent)}.") from exc
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
