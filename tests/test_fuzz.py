@@ -100,3 +100,20 @@ def test_fuzzed_files_never_break_the_cli(seeds: dict[str, Path], tmp_path: Path
     assert not bad, "\n".join(bad)
     kinds = {o.kind for o in outcomes}
     assert kinds <= {"result", "error"} and "error" in kinds and "result" in kinds
+
+
+def test_audio_rate_change_mid_stream(tmp_path: Path) -> None:
+    """Found by the fuzzer (a byte run in an mpg's mp2 header): the sample rate changes
+    mid-stream; decoding and fixing used to fail with 'Frame does not match AudioResampler'."""
+    import numpy as np
+
+    from avsync.io import load_audio, shift_audio, write_av
+
+    parts = [write_av(tmp_path / f"{sr}.mpg", None, None, 0.3 * np.sin(np.arange(sr) / 10.0),
+                      sample_rate_hz=sr) for sr in (44100, 48000)]
+    joined = tmp_path / "joined.mpg"  # MPEG-PS files concatenate into one valid stream
+    joined.write_bytes(parts[0].read_bytes() + parts[1].read_bytes())
+    track = load_audio(joined)
+    assert track.duration_s > 1.9
+    out = shift_audio(joined, tmp_path / "fixed.mkv", 40.0)
+    assert load_audio(out).duration_s > 1.9

@@ -425,7 +425,12 @@ def load_audio(path: str | os.PathLike[str], sample_rate_hz: int = SAMPLE_RATE_H
                 base = float(t) if t is not None else next_in_s
                 if base is not None:
                     next_in_s = base + frame.samples / frame.sample_rate
-            drain(resampler.resample(frame))
+            try:
+                drain(resampler.resample(frame))
+            except ValueError:  # rate/layout changed mid-stream (a damaged header): start afresh
+                drain(resampler.resample(None))
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate_hz)
+                drain(resampler.resample(frame))
         drain(resampler.resample(None))
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     np.clip(samples, -1.0, 1.0, out=samples)

@@ -363,7 +363,12 @@ class _Remuxer:
                     self._emit(self.delay.push(np.zeros((self.channels, pad), np.float32)))
             if t is not None and frame.sample_rate:
                 self.next_s = t + frame.samples / frame.sample_rate
-            self._feed(self.resampler.resample(frame))
+            try:
+                self._feed(self.resampler.resample(frame))
+            except ValueError:  # rate/layout changed mid-stream (a damaged header): start afresh
+                self._feed(self.resampler.resample(None))
+                self.resampler = self._new_resampler()
+                self._feed(self.resampler.resample(frame))
 
     def _feed(self, frames: list[Any]) -> None:
         for f in frames:
