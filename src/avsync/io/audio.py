@@ -20,6 +20,7 @@ import numpy as np
 from avsync.errors import MediaError
 from avsync.io.media import (
     _GAP_MIN_S,
+    MAX_GAP_S,
     _seconds,
     audio_stream,
     check_input_file,
@@ -121,14 +122,25 @@ def _blocks(p: Path, sample_rate_hz: int, index: int | None) -> Iterator[tuple[f
                     yield start_s, arr
                 resampler = fresh()
                 pad = int(round((float(t) - start_s) * sample_rate_hz)) - n_out
-                if pad > 0:
-                    n_out += pad
-                    yield start_s, np.zeros(pad, np.float32)
+                if pad > MAX_GAP_S * sample_rate_hz:
+                    raise MediaError(f"Cannot read {p}: its audio timestamps jump by "
+                                     f"{pad / sample_rate_hz:.0f} s (a damaged file).")
+                while pad > 0:  # in blocks of at most a minute: a long hole stays cheap
+                    n = min(pad, 60 * sample_rate_hz)
+                    n_out += n
+                    pad -= n
+                    yield start_s, np.zeros(n, np.float32)
             if frame.sample_rate:
                 base = float(t) if t is not None else next_in_s
                 if base is not None:
                     next_in_s = base + frame.samples / frame.sample_rate
-            for arr in drain(resampler.resample(frame)):
+            try:
+                out = resampler.resample(frame)
+            except ValueError:  # rate/layout changed mid-stream (a damaged header): start afresh
+                yield from ((start_s, arr) for arr in drain(resampler.resample(None)))
+                resampler = fresh()
+                out = resampler.resample(frame)
+            for arr in drain(out):
                 yield start_s, arr
         for arr in drain(resampler.resample(None)):
             yield start_s or 0.0, arr

@@ -64,6 +64,7 @@ AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError, ValueErro
 _VFR_TOLERANCE = 0.10  # a frame duration more than 10 % off the median counts as variable
 _VFR_PACKETS = 120  # packets inspected by probe() for the VFR heuristic
 _GAP_MIN_S = 0.010  # audio timestamp holes longer than this are filled with silence
+MAX_GAP_S = 600.0  # a longer hole is a damaged timestamp, not silence to allocate (fuzzing)
 _MAX_DECODE_ERRORS = 100
 _REORDER_WINDOW = 4  # frames held back to repair decode-order timestamps (AVI)
 

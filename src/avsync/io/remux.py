@@ -34,6 +34,7 @@ import numpy as np
 from avsync.errors import MediaError, OutputError
 from avsync.io.media import (
     AV_ERRORS,
+    MAX_GAP_S,
     audio_stream,
     check_input_file,
     error_reason,
@@ -362,12 +363,20 @@ class _Remuxer:
                 self._feed(self.resampler.resample(None))  # a hole in the audio: keep it silent
                 self.resampler = self._new_resampler()
                 pad = int(round(t * self.sr)) - self.pts0 - self.n_in
+                if pad > MAX_GAP_S * self.sr:
+                    raise MediaError(f"Cannot read {self.src}: its audio timestamps jump by "
+                                     f"{pad / self.sr:.0f} s (a damaged file).")
                 if pad > 0:
                     self.n_in += pad
                     self._emit(self.delay.push(np.zeros((self.channels, pad), np.float32)))
             if t is not None and frame.sample_rate:
                 self.next_s = t + frame.samples / frame.sample_rate
-            self._feed(self.resampler.resample(frame))
+            try:
+                self._feed(self.resampler.resample(frame))
+            except ValueError:  # rate/layout changed mid-stream (a damaged header): start afresh
+                self._feed(self.resampler.resample(None))
+                self.resampler = self._new_resampler()
+                self._feed(self.resampler.resample(frame))
 
     def _feed(self, frames: list[Any]) -> None:
         for f in frames:
