@@ -55,7 +55,9 @@ def batch_run(example_clip, tmp_path_factory):
     return root, res
 
 
-def test_batch_rows_match_detect_errors_keep_and_fix(batch_run):
+def test_batch_rows_match_detect_errors_keep_and_fix(batch_run, one_thread):
+    """Rows equal `detect` run with the workers' one intra-op thread (another thread count sums
+    floats in another order: curves then differ in the 5th decimal)."""
     root, res = batch_run
     assert res.returncode == 1, res.stderr  # one input failed
     assert "Traceback" not in res.stderr

@@ -47,7 +47,7 @@ def copies(example_clip, tmp_path):
     return make
 
 
-def test_ray_engine_matches_detect(copies, tmp_path):
+def test_ray_engine_matches_detect(copies, tmp_path, one_thread):
     clips = copies(2)
     (tmp_path / "broken.mp4").write_bytes(b"junk" * 50)
     out = tmp_path / "r.jsonl"
