@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import same_result
 
 import avsync
 from avsync.batch.store import read_results
@@ -55,9 +56,7 @@ def batch_run(example_clip, tmp_path_factory):
     return root, res
 
 
-def test_batch_rows_match_detect_errors_keep_and_fix(batch_run, one_thread):
-    """Rows equal `detect` run with the workers' one intra-op thread (another thread count sums
-    floats in another order: curves then differ in the 5th decimal)."""
+def test_batch_rows_match_detect_errors_keep_and_fix(batch_run):
     root, res = batch_run
     assert res.returncode == 1, res.stderr  # one input failed
     assert "Traceback" not in res.stderr
@@ -67,8 +66,10 @@ def test_batch_rows_match_detect_errors_keep_and_fix(batch_run, one_thread):
     assert all(len(r["input_id"]) == 16 for r in rows.values())
     ref = avsync.detect(root / "clips" / "c_late.mp4").to_dict()  # what `detect --json` prints
     got = rows["c_late.mp4"]
-    for key in ("method", "offset_frames", "offset_ms", "confidence", "reliable", "curve", "tracks"):
+    for key in ("method", "offset_frames", "offset_ms", "reliable"):
         assert got[key] == ref[key], key
+    for key in ("confidence", "curve", "tracks"):  # last decimals may differ: see same_result
+        assert same_result(got[key], ref[key]), key
     assert abs(got["offset_frames"] - 5) <= 0.3 and got["reliable"]  # sub-frame offsets (one decimal)
     assert abs(rows["a_sync.mp4"]["offset_frames"]) <= 0.3 and rows["a_sync.mp4"]["reliable"]
     fixed = Path(rows["c_late.mp4"]["fixed"])

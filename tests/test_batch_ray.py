@@ -15,6 +15,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from conftest import same_result  # noqa: E402
+
 import avsync  # noqa: E402
 from avsync.batch import read_results, run_batch  # noqa: E402
 from avsync.batch.inputs import make_input  # noqa: E402
@@ -47,7 +49,7 @@ def copies(example_clip, tmp_path):
     return make
 
 
-def test_ray_engine_matches_detect(copies, tmp_path, one_thread):
+def test_ray_engine_matches_detect(copies, tmp_path):
     clips = copies(2)
     (tmp_path / "broken.mp4").write_bytes(b"junk" * 50)
     out = tmp_path / "r.jsonl"
@@ -59,8 +61,10 @@ def test_ray_engine_matches_detect(copies, tmp_path, one_thread):
     assert "error" in rows["broken.mp4"]
     ref = avsync.detect(clips[0], method="avcorr").to_dict()
     for name in ("c0.mp4", "c1.mp4"):
-        for key in ("method", "offset_frames", "offset_ms", "confidence", "reliable", "curve"):
+        for key in ("method", "offset_frames", "offset_ms", "reliable"):
             assert rows[name][key] == ref[key], (name, key)
+        for key in ("confidence", "curve"):  # last decimals may differ: see same_result
+            assert same_result(rows[name][key], ref[key]), (name, key)
     again = run_batch([str(c) for c in clips], out, engine="ray", method="avcorr", resume=True)
     assert (again.skipped, again.done) == (2, 0)
 
