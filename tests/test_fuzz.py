@@ -117,3 +117,17 @@ def test_audio_rate_change_mid_stream(tmp_path: Path) -> None:
     assert track.duration_s > 1.9
     out = shift_audio(joined, tmp_path / "fixed.mkv", 40.0)
     assert load_audio(out).duration_s > 1.9
+
+
+def test_fork_mode_falls_back_to_exec_after_ray(monkeypatch) -> None:
+    """Forking a parent that loaded Ray crashed or hung the children (seen in CI)."""
+    import sys
+    import types
+
+    from avsync.evaluation import fuzz_run
+
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    monkeypatch.delitem(sys.modules, "grpc", raising=False)
+    assert fuzz_run.fork_is_safe()
+    monkeypatch.setitem(sys.modules, "ray", types.ModuleType("ray"))
+    assert not fuzz_run.fork_is_safe()

@@ -175,6 +175,17 @@ def _child(argv: list[str], fd_out: int, fd_err: int) -> None:
         os._exit(code)
 
 
+FORK_UNSAFE_MODULES: tuple[str, ...] = ("ray", "grpc")
+"""A parent that has loaded these cannot be forked safely (their background threads hold locks):
+after the Ray tests in one pytest process, fork children crashed with SIGSEGV (CI) or hung.
+``fork`` mode falls back to ``exec`` in such a parent."""
+
+
+def fork_is_safe() -> bool:
+    """False when this process has loaded a module whose threads make ``fork`` unsafe."""
+    return not any(name in sys.modules for name in FORK_UNSAFE_MODULES)
+
+
 def prefork() -> None:
     """Import the CLI and its heavy dependencies once, before ``fork`` mode forks children."""
     import importlib
@@ -197,6 +208,8 @@ def run_cases(cases: list[Case], *, mode: str = "exec", workers: int = 2, timeou
     """
     if mode not in ("exec", "fork"):
         raise ValueError(f"mode must be exec or fork, got {mode!r}")
+    if mode == "fork" and not fork_is_safe():
+        mode = "exec"
     if mode == "fork":
         prefork()
     results: list[Outcome] = []
