@@ -29,6 +29,7 @@ from avsync.face.landmarks import (
     face_landmarker_model_path,
     quiet_native_stderr,
 )
+from avsync.face.tracks import box_iou
 
 SEARCH_MAX_SIDE: int = 1920
 """Longest side (pixels) of the frames searched for small faces (4K is halved)."""
@@ -67,14 +68,6 @@ def _tiles(width: int, height: int, side: int) -> list[tuple[int, int, int, int]
             for y in sorted(set(ys)) for x in sorted(set(xs))]
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _contains(box: tuple[float, ...], x: float, y: float) -> bool:
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
 
@@ -110,7 +103,7 @@ class TileFaceDetector:
         kept: list[tuple[tuple[float, float, float, float], float]] = []
         for box, score in sorted(found, key=lambda f: -f[1]):
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            if not any(_iou(box, k) > 0.3 or _contains(k, cx, cy) for k, _ in kept):
+            if not any(box_iou(box, k) > 0.3 or _contains(k, cx, cy) for k, _ in kept):
                 kept.append((box, score))
         return kept
 
@@ -157,8 +150,8 @@ class RegionLandmarker:
             if len(self._regions) >= self._max_faces + 2:  # a couple of candidates to confirm
                 break
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            if any(_contains(r.face_box, cx, cy) or _iou(r.face_box, box) > 0.3
-                   for r in self._regions) or any(_iou(b, box) > 0.3 for b in self._rejected):
+            if any(_contains(r.face_box, cx, cy) or box_iou(r.face_box, box) > 0.3
+                   for r in self._regions) or any(box_iou(b, box) > 0.3 for b in self._rejected):
                 continue
             side = ROI_SCALE * max(box[2] - box[0], box[3] - box[1])
             self._regions.append(_Region(cx, cy, side, self._make(), box))
@@ -193,7 +186,7 @@ class RegionLandmarker:
             xy = found[0].landmarks / scale + np.array([x0, y0], np.float32)
             box = (float(xy[:, 0].min()), float(xy[:, 1].min()),
                    float(xy[:, 0].max()), float(xy[:, 1].max()))
-            if any(_iou(box, f.box) > 0.5 for f in faces):  # two regions on one face
+            if any(box_iou(box, f.box) > 0.5 for f in faces):  # two regions on one face
                 r.landmarker.close()
                 continue
             faces.append(FaceDetection(landmarks=xy.astype(np.float32),

@@ -149,7 +149,8 @@ def _hist(image: np.ndarray) -> np.ndarray:
     return h / max(h.sum(), 1.0)
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -179,7 +180,7 @@ class Tracker:
 
     def update(self, index: int, time_s: float, image: np.ndarray,
                faces: list[FaceDetection]) -> None:
-        pairs = sorted(((_iou(t.boxes[-1], f.box), i, j) for i, t in enumerate(self.active)
+        pairs = sorted(((box_iou(t.boxes[-1], f.box), i, j) for i, t in enumerate(self.active)
                         for j, f in enumerate(faces)), reverse=True)
         used_t, used_f = set(), set()
         for iou, i, j in pairs:
