@@ -16,6 +16,9 @@ from avsync.cli_util import call as _call
 from avsync.cli_util import err
 from avsync.cli_util import fail as _fail
 
+REFRESH_PER_S: float = 1.0
+"""Progress redraws per second (rich's default, 10, costs the driver CPU that the workers need)."""
+
 
 class _BatchProgress:
     """Files done/failed, video-minutes per wall-minute and ETA on stderr (rich)."""
@@ -23,7 +26,8 @@ class _BatchProgress:
     def __init__(self, enabled: bool) -> None:
         self.bar = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[failed]} failed  {task.fields[rate]} video-min/min"),
-                            TimeRemainingColumn(), console=err, disable=not enabled, transient=True)
+                            TimeRemainingColumn(), console=err, disable=not enabled, transient=True,
+                            refresh_per_second=REFRESH_PER_S)
         self.task = None
         self.t0 = time.perf_counter()
 

@@ -3,6 +3,8 @@
 A manifest is a ``.jsonl`` with a ``path`` key per line, or a ``.tsv``/``.csv`` with a ``path``
 column (as ``avsync prepare --layout`` and the shared ``MANIFEST.tsv`` write them); relative
 paths are relative to the manifest's folder. Folders are searched recursively for media files.
+A manifest's ``duration_s`` column, when present, is kept as the input's duration hint (the
+scheduler runs the longest inputs first; see :mod:`avsync.batch.schedule`).
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ META_KEYS = ("speaker", "source", "split")
 @dataclass(frozen=True)
 class BatchInput:
     """One file to measure. ``input_id`` names this version of the file: a hash of its absolute
-    path, size and mtime, so a changed file is measured again on ``--resume``."""
+    path, size and mtime, so a changed file is measured again on ``--resume``. ``duration_s``:
+    a hint for scheduling only (from a manifest, or probed), None when unknown."""
 
     path: str
     input_id: str
     size_bytes: int = -1
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    duration_s: float | None = field(default=None, compare=False, hash=False)
 
 
 def input_id(path: str, size_bytes: int, mtime_ns: int) -> str:
@@ -39,7 +43,7 @@ def input_id(path: str, size_bytes: int, mtime_ns: int) -> str:
     return hashlib.sha1(f"{path}\0{size_bytes}\0{mtime_ns}".encode()).hexdigest()[:16]
 
 
-def make_input(path: str | Path, meta: dict | None = None) -> BatchInput:
+def make_input(path: str | Path, meta: dict | None = None, duration_s: float | None = None) -> BatchInput:
     """A BatchInput for ``path`` (made absolute, symlinks kept); a missing file still gets an
     id (from its path) so that its error line is written once and skipped on resume."""
     p = os.path.abspath(os.fspath(path))
@@ -48,7 +52,16 @@ def make_input(path: str | Path, meta: dict | None = None) -> BatchInput:
         size, mtime = st.st_size, st.st_mtime_ns
     except OSError:
         size, mtime = -1, -1
-    return BatchInput(p, input_id(p, size, mtime), size, dict(meta or {}))
+    return BatchInput(p, input_id(p, size, mtime), size, dict(meta or {}), duration_s)
+
+
+def _duration_hint(value: object) -> float | None:
+    """A manifest's duration_s cell as a positive finite float, else None (never an error)."""
+    try:
+        d = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return d if 0 < d < float("inf") else None
 
 
 def _manifest_rows(path: Path) -> list[dict]:
@@ -76,7 +89,8 @@ def _from_manifest(path: Path) -> list[BatchInput]:
     for row in _manifest_rows(path):
         p = Path(str(row["path"]))
         meta = {k: row[k] for k in META_KEYS if row.get(k) not in (None, "")}
-        out.append(make_input(p if p.is_absolute() else path.parent / p, meta))
+        out.append(make_input(p if p.is_absolute() else path.parent / p, meta,
+                              _duration_hint(row.get("duration_s"))))
     return out
 
 
@@ -87,6 +101,15 @@ def _from_folder(folder: Path) -> list[BatchInput]:
 
 def _is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
+
+
+def check_specs(specs: list[str | Path]) -> None:
+    """The cheap part of :func:`expand_inputs`'s checks (each spec exists or is a glob), so that
+    a typo fails before any worker is started."""
+    for spec in specs:
+        text = os.fspath(spec)
+        if not (os.path.exists(text) or _is_glob(text)):
+            raise AvsyncError(f"{text}: no such file, folder or manifest")
 
 
 def expand_inputs(specs: list[str | Path]) -> list[BatchInput]:

@@ -4,11 +4,14 @@ Each process is spawned (no fork of a driver holding threads), builds the sync m
 initializer and then measures one input per task; the driver alone writes the results. A worker
 that dies (a crash in native code, the OOM killer) breaks the pool: the pool is restarted and the
 inputs that were in flight are tried again, up to ``max_attempts`` times, then reported as errors.
+:meth:`LocalEngine.start` spawns the workers (and loads their models) while the driver is still
+listing the inputs; :meth:`LocalEngine.run` then uses that pool.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -43,6 +46,10 @@ def _initializer(config: WorkerConfig) -> None:
     init_worker(config)
 
 
+def _pid() -> int:
+    return os.getpid()
+
+
 def _terminate(pool: ProcessPoolExecutor) -> None:
     """Kill the pool's workers (their inputs are simply not written: --resume redoes them)."""
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
@@ -65,14 +72,35 @@ class LocalEngine:
         self.max_attempts = max_attempts
         self.restarts = 0
         """Pools restarted after a worker died."""
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        """A pool whose ``workers`` processes are spawned now (each runs the initializer at once:
+        a spawn pool would otherwise start a process per submitted task, later)."""
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_initializer, initargs=(self.config,))
+        for _ in range(self.workers):
+            pool.submit(_pid)
+        return pool
+
+    def start(self) -> None:
+        """Spawn the workers now (model loading included) so they are ready when run() begins."""
+        if self._pool is None:
+            self._pool = self._new_pool()
+
+    def close(self) -> None:
+        """Stop the workers of a pool that run() did not use (nothing to do after run())."""
+        if self._pool is not None:
+            _terminate(self._pool)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def run(self, items: list[BatchInput]) -> Iterator[tuple[BatchInput, dict]]:
+        """Measure ``items``, handed out in the given order; (item, row) in completion order."""
         pending: deque[BatchInput] = deque(items)
         attempts: Counter[str] = Counter()
-        ctx = multiprocessing.get_context("spawn")
         while pending:
-            pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_initializer,
-                                       initargs=(self.config,))
+            pool, self._pool = self._pool or self._new_pool(), None
             inflight: dict[Future, BatchInput] = {}
             try:
                 broken = False

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from avsync.batch.inputs import BatchInput, expand_inputs
+from avsync.batch.inputs import BatchInput, check_specs, expand_inputs
 from avsync.batch.keep import KeepFilter
+from avsync.batch.schedule import longest_first
 from avsync.batch.store import ResultStore, latest_per_path
-from avsync.batch.worker import WorkerConfig
+from avsync.batch.worker import WorkerConfig, check_method
 from avsync.errors import AvsyncError, OutputError
 from avsync.types import SyncResult
 
@@ -86,7 +87,7 @@ def kept_rows(rows: list[dict], items: list[BatchInput], keep: KeepFilter) -> li
     for row in latest_per_path([r for r in rows if r.get("input_id") in meta]):
         if keep(row):
             entry = {"path": row["path"], **meta[row["input_id"]]}
-            for key in ("offset_ms", "offset_frames", "confidence", "reliable", "input_id"):
+            for key in ("offset_ms", "offset_frames", "confidence", "reliable", "duration_s", "input_id"):
                 if key in row:
                     entry[key] = row[key]
             out.append(entry)
@@ -116,8 +117,6 @@ def run_batch(inputs: list[str | Path], results: str | Path, *, engine: str = "l
     drive a progress display. Returns the counts; ``failed_overall`` counts failed inputs
     including those of an earlier, resumed run.
     """
-    from avsync.models.registry import DEFAULT_METHOD
-
     t0 = time.perf_counter()
     keep_filter = KeepFilter(keep) if keep is not None else None  # parse errors before any work
     if keep_filter is not None:
@@ -128,22 +127,30 @@ def run_batch(inputs: list[str | Path], results: str | Path, *, engine: str = "l
         raise AvsyncError("--address needs --engine ray")
     if kept is not None and keep_filter is None:
         raise AvsyncError("--kept needs --keep (the filter that decides what is kept)")
-    items = expand_inputs(list(inputs))
+    check_specs(list(inputs))
     if fix_dir is not None:
         fix_dir = Path(fix_dir)
         try:
             fix_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"Cannot create {fix_dir}: {exc.strerror or exc}.") from exc
-    config = WorkerConfig(method or DEFAULT_METHOD, str(fix_dir) if fix_dir is not None else None)
-    summary = BatchSummary(total=len(items), results=str(results))
-    with ResultStore(results, resume=resume, overwrite=overwrite) as store:
-        todo = [i for i in items if i.input_id not in store.done]
-        summary.skipped = len(items) - len(todo)
-        if on_start is not None:
-            on_start(len(items), len(todo))
-        if todo:
-            for item, row in make_engine(engine, config, workers, address).run(todo):
+    config = WorkerConfig(method, str(fix_dir) if fix_dir is not None else None)
+    ResultStore.check(results, resume, overwrite)
+    # The workers start now (spawn, imports, model: ~2 CPU-s each) while this process checks the
+    # method, lists the inputs, reads the results done so far and the inputs' durations.
+    runner = make_engine(engine, config, workers, address)
+    runner.start()
+    try:
+        check_method(method)
+        items = expand_inputs(list(inputs))
+        summary = BatchSummary(total=len(items), results=str(results))
+        with ResultStore(results, resume=resume, overwrite=overwrite) as store:
+            todo = [i for i in items if i.input_id not in store.done]
+            summary.skipped = len(items) - len(todo)
+            todo = longest_first(todo)
+            if on_start is not None:
+                on_start(len(items), len(todo))
+            for item, row in runner.run(todo) if todo else ():
                 store.append(row)
                 summary.done += 1
                 summary.failed += "error" in row
@@ -152,7 +159,9 @@ def run_batch(inputs: list[str | Path], results: str | Path, *, engine: str = "l
                 summary.cpu_s += float((row.get("timings_s") or {}).get("cpu") or 0.0)
                 if on_result is not None:
                     on_result(item, row, summary)
-        rows = store.rows()
+            rows = store.rows()
+    finally:
+        runner.close()
     ids = {i.input_id for i in items}
     summary.failed_overall = sum("error" in r for r in latest_per_path([r for r in rows
                                                                         if r.get("input_id") in ids]))

@@ -1,19 +1,27 @@
 """The results JSONL of a batch run: whole lines appended and flushed, safe to resume.
 
-Each line is one JSON object, written with a single ``write`` on an ``O_APPEND`` descriptor and
-fsynced, so a run killed at any moment (Ctrl-C, SIGKILL, a lost node) leaves at most a partial
-*last* line. Opening the store drops such a torn tail (it never held a finished result), and the
-ids of the complete lines tell ``--resume`` what is done.
+Each line is one JSON object, written with a single ``write`` on an ``O_APPEND`` descriptor, so a
+run killed at any moment (Ctrl-C, SIGKILL, a lost node) leaves at most a partial *last* line: a
+written line is in the kernel's hands, whatever then happens to the process. Opening the store
+drops such a torn tail (it never held a finished result), and the ids of the complete lines tell
+``--resume`` what is done. ``fsync`` (which only matters if the machine itself goes down) is
+grouped: at the first append :data:`FSYNC_INTERVAL_S` or more after the previous one, and at
+close, so a driver taking hundreds of results a second does not wait ~3 ms on the disk for each
+(lines lost to a power cut are simply measured again on ``--resume``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from avsync.errors import AvsyncError, OutputError
+
+FSYNC_INTERVAL_S: float = 1.0
+"""Least time between two fsyncs of the results (an append after that long, or close, does one)."""
 
 
 def read_results(path: str | Path) -> list[dict]:
@@ -48,14 +56,7 @@ class ResultStore:
 
     def __init__(self, path: str | Path, resume: bool = False, overwrite: bool = False) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            raise OutputError(f"Cannot write {self.path}: it is a folder.")
-        if not self.path.parent.is_dir():
-            raise OutputError(f"Cannot write {self.path}: the folder {self.path.parent} does not exist.")
-        exists = self.path.exists() and self.path.stat().st_size > 0
-        if exists and not (resume or overwrite):
-            raise OutputError(f"{self.path} exists; pass --resume to continue that run "
-                              "or --overwrite to start again.")
+        self.check(self.path, resume, overwrite)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         if overwrite and not resume:
             flags |= os.O_TRUNC
@@ -64,7 +65,22 @@ class ResultStore:
         except OSError as exc:
             raise OutputError(f"Cannot write {self.path}: {exc.strerror or exc}.") from exc
         self._drop_torn_tail()
+        self._synced_at = time.monotonic()
+        self._dirty = False
         self.done: set[str] = {str(r["input_id"]) for r in self.rows() if "input_id" in r}
+
+    @staticmethod
+    def check(path: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+        """Raise OutputError where opening ``path`` would (a folder, no parent folder, a
+        non-empty file without resume/overwrite); changes nothing."""
+        path = Path(path)
+        if path.is_dir():
+            raise OutputError(f"Cannot write {path}: it is a folder.")
+        if not path.parent.is_dir():
+            raise OutputError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+        if path.exists() and path.stat().st_size > 0 and not (resume or overwrite):
+            raise OutputError(f"{path} exists; pass --resume to continue that run "
+                              "or --overwrite to start again.")
 
     def _drop_torn_tail(self) -> None:
         """Truncate a partial last line (no newline) left by a killed writer."""
@@ -87,17 +103,27 @@ class ResultStore:
         return read_results(self.path)
 
     def append(self, row: dict) -> None:
-        """Write ``row`` as one whole line and make it durable before returning."""
+        """Write ``row`` as one whole line (fsync: see FSYNC_INTERVAL_S)."""
         data = (json.dumps(row, separators=(", ", ": ")) + "\n").encode()
         written = os.write(self._fd, data)
         while written < len(data):  # a regular file takes it in one write; be safe anyway
             written += os.write(self._fd, data[written:])
-        os.fsync(self._fd)
+        self._dirty = True
+        if time.monotonic() - self._synced_at >= FSYNC_INTERVAL_S:
+            self.sync()
         if "input_id" in row:
             self.done.add(str(row["input_id"]))
 
+    def sync(self) -> None:
+        """fsync the lines written so far."""
+        if self._fd >= 0 and self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+        self._synced_at = time.monotonic()
+
     def close(self) -> None:
         if self._fd >= 0:
+            self.sync()
             os.close(self._fd)
             self._fd = -1
 

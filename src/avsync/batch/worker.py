@@ -20,31 +20,61 @@ from avsync.batch.inputs import BatchInput
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """What every worker needs: the method and the optional fix folder."""
+    """What every worker needs: the method (None: the default one, resolved in the worker so the
+    driver need not import the models), the optional fix folder, and the threads per worker."""
 
-    method: str
+    method: str | None
     fix_dir: str | None = None
     threads: int = 1
 
 
-_MODELS: dict[str, object] = {}
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Thread-count variables a worker forces to ``WorkerConfig.threads`` (read by the native
+libraries that start after ``init_worker``; torch's own count is set explicitly)."""
+
+_MODELS: dict[str | None, object] = {}
 
 
 def init_worker(config: WorkerConfig) -> None:
-    """Once per worker: one intra-op thread (the parallelism is across inputs), build the model."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(config.threads))
+    """Once per worker: ``config.threads`` (1) intra-op thread, whatever the environment says (the
+    parallelism is across inputs: one worker per core), then build the model."""
+    for name in THREAD_ENV:
+        os.environ[name] = str(config.threads)
     import torch
 
     torch.set_num_threads(config.threads)
+    try:
+        torch.set_num_interop_threads(config.threads)
+    except RuntimeError:  # the inter-op pool is already running (torch used before): leave it
+        pass
     model_for(config.method)
 
 
-def model_for(method: str) -> object:
-    """The worker's cached instance of ``method`` (built on first use)."""
-    if method not in _MODELS:
-        from avsync.models.registry import create_model
+def check_method(method: str | None) -> None:
+    """Raise AvsyncError for a method no worker could build (unknown name, missing checkpoint),
+    so that a typo fails once in the driver instead of killing every worker at start-up."""
+    if method is None:
+        return
+    from avsync.errors import AvsyncError
+    from avsync.models.registry import available_models
 
-        _MODELS[method] = create_model(method)
+    if method.endswith(".safetensors"):
+        if not Path(method).is_file():
+            raise AvsyncError(f"checkpoint not found: {method}")
+        return
+    models = {m.name: m for m in available_models()}
+    if method not in models:
+        raise AvsyncError(f"unknown method {method!r}; available: {', '.join(sorted(models))}")
+    if models[method].kind == "peer":
+        raise AvsyncError(f"method {method} needs --weights, which batch does not take")
+
+
+def model_for(method: str | None) -> object:
+    """The worker's cached instance of ``method`` (built on first use; None: the default)."""
+    if method not in _MODELS:
+        from avsync.models.registry import DEFAULT_METHOD, create_model
+
+        _MODELS[method] = create_model(method or DEFAULT_METHOD)
     return _MODELS[method]
 
 
