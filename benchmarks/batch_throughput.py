@@ -89,7 +89,7 @@ def _descendants() -> dict[int, str]:
 
 
 def daemons_cpu_s() -> dict[int, float]:
-    """CPU seconds so far of this process's children other than Ray's task/actor workers
+    """CPU seconds so far of this process's descendants other than Ray's task/actor workers
     ("ray::..."): gcs_server, raylet, its Python monitors (only those alive before and after a
     run are counted, so the pool's and the actors' processes, which come and go, are not)."""
     out = {}
@@ -101,26 +101,35 @@ def daemons_cpu_s() -> dict[int, float]:
     return out
 
 
-def one_run(engine: str, workers: int, clips: list[Path], method: str | None) -> dict:
+def one_run(engine: str, workers: int, clips: list[Path], method: str | None, pin: bool = False) -> dict:
+    """One fresh run_batch. pin (local engine): this process and so its pool confined to one
+    CPU for the run (a reference: one worker that cannot use a second core)."""
     load0 = os.getloadavg()[0]
     d0 = daemons_cpu_s() if engine == "ray" else {}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "r.jsonl"
-        c0, t0 = time.process_time(), time.perf_counter()
-        summary = run_batch([str(c) for c in clips], out, engine=engine, workers=workers, method=method)
-        wall, driver = time.perf_counter() - t0, time.process_time() - c0
-        rows = read_results(out)
+    cpus = os.sched_getaffinity(0)
+    if pin:
+        os.sched_setaffinity(0, {min(cpus)})
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "r.jsonl"
+            c0, t0 = time.process_time(), time.perf_counter()
+            summary = run_batch([str(c) for c in clips], out, engine=engine, workers=workers, method=method)
+            wall, driver = time.perf_counter() - t0, time.process_time() - c0
+            rows = read_results(out)
+    finally:
+        os.sched_setaffinity(0, cpus)
     d1 = daemons_cpu_s() if engine == "ray" else {}
     video = sum(float(r.get("duration_s") or 0) for r in rows)
     cpu = sum(float((r.get("timings_s") or {}).get("cpu") or 0) for r in rows)
-    return {"engine": engine, "workers": workers, "inputs": len(rows), "failed": summary.failed,
+    return {"engine": engine, "workers": workers, "pinned": pin, "inputs": len(rows),
+            "failed": summary.failed,
             "video_s": round(video, 2), "wall_s": round(wall, 2), "worker_cpu_s": round(cpu, 2),
             "driver_cpu_s": round(driver, 2),
             "ray_daemons_cpu_s": round(sum(d1[p] - d0[p] for p in d1 if p in d0), 2) if d1 else None,
             "video_min_per_wall_min": round(video / wall, 3), "video_min_per_cpu_min": round(video / cpu, 3),
             "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2),
-            "per_input_cpu_s": [float((r.get("timings_s") or {}).get("cpu") or 0) for r in rows],
-            "per_input_duration_s": [float(r.get("duration_s") or 0) for r in rows]}
+            "per_input": [[Path(r["path"]).name, float(r.get("duration_s") or 0),
+                           float((r.get("timings_s") or {}).get("cpu") or 0)] for r in rows]}
 
 
 STARTUP = ("import time, sys; sys.path.insert(0, sys.argv[1]); t0 = time.perf_counter()\n"
@@ -137,14 +146,15 @@ def worker_startup(method: str | None) -> tuple[float, float]:
     return round(cpu, 2), round(wall, 2)
 
 
-def projected_speedup(cpu_per_input_s: list[float], startup_cpu_s: float, workers: int) -> float:
-    """Idle-machine wall(1 worker) / wall(n workers), from measured CPU: every worker pays the
-    start-up, inputs go longest first to whichever worker is free first (as the batch does)."""
+def projected_speedup(per_input: list[tuple[float, float]], startup_cpu_s: float, workers: int) -> float:
+    """Idle-machine wall(1 worker) / wall(n workers) from measured CPU, for (duration s, CPU s)
+    inputs: every worker pays the start-up, inputs go longest (duration) first to whichever
+    worker is free first, as the batch does; one worker is taken to keep exactly one core busy."""
     def wall(n: int) -> float:
         free = [startup_cpu_s] * n
-        for c in sorted(cpu_per_input_s, reverse=True):
+        for _, cpu in sorted(per_input, key=lambda dc: -dc[0]):
             i = free.index(min(free))
-            free[i] += c
+            free[i] += cpu
         return max(free)
 
     return round(wall(1) / wall(workers), 3)
@@ -158,18 +168,19 @@ def summarise(name: str, runs: list[dict], startup_cpu_s: float) -> dict:
     """Medians per configuration; 2-vs-1 speed-ups (wall ratio) and Ray's wall overhead."""
     med: dict[str, dict] = {}
     for r in runs:
-        med.setdefault(f"{r['engine']}-{r['workers']}", []).append(r)
+        med.setdefault(f"{r['engine']}-{r['workers']}{'p' if r['pinned'] else ''}", []).append(r)
     med = {k: {"wall_s": statistics.median(r["wall_s"] for r in v),
                "video_min_per_wall_min": statistics.median(r["video_min_per_wall_min"] for r in v),
                "video_min_per_cpu_min": statistics.median(r["video_min_per_cpu_min"] for r in v)}
            for k, v in med.items()}
     wall = {k: v["wall_s"] for k, v in med.items()}
-    per_input = runs[-1]["per_input_cpu_s"]
+    per_input = [(d, cpu) for _, d, cpu in runs[-1]["per_input"]]
     return {"batch": name, "median": med,
             "speedup_2v1_local": _ratio(wall.get("local-1"), wall.get("local-2")),
             "speedup_2v1_ray": _ratio(wall.get("ray-1"), wall.get("ray-2")),
             "ray_overhead_1w": _ratio(wall.get("ray-1"), wall.get("local-1")),
             "ray_overhead_2w": _ratio(wall.get("ray-2"), wall.get("local-2")),
+            "speedup_2v1_pinned_local": _ratio(wall.get("local-1p"), wall.get("local-2")),
             "projected_idle_speedup_2v1": projected_speedup(per_input, startup_cpu_s, 2)}
 
 
@@ -180,22 +191,24 @@ ROW_HEAD = ("| batch | engine | workers | inputs | video s | wall s | worker CPU
 
 def row_md(batch: str, r: dict, startup_cpu_s: float) -> str:
     cores = (r["worker_cpu_s"] + r["workers"] * startup_cpu_s) / r["wall_s"]
+    engine = r["engine"] + (" (pinned to 1 CPU)" if r["pinned"] else "")
     daemons = "-" if r["ray_daemons_cpu_s"] is None else r["ray_daemons_cpu_s"]
-    return (f"| {batch} | {r['engine']} | {r['workers']} | {r['inputs']} | {r['video_s']} | {r['wall_s']} | "
+    return (f"| {batch} | {engine} | {r['workers']} | {r['inputs']} | {r['video_s']} | {r['wall_s']} | "
             f"{r['worker_cpu_s']} | {r['driver_cpu_s']} | {daemons} | {r['video_min_per_wall_min']} | "
             f"{r['video_min_per_cpu_min']} | {cores:.2f} | {r['load_before']}/{r['load_after']} |")
 
 
 def summary_md(summaries: list[dict]) -> str:
-    def f(x: float | None) -> str:
-        return "-" if x is None else f"{x:.2f}"
+    def f(x: float | None, unit: str = "") -> str:
+        return "-" if x is None else f"{x:.2f}{unit}"
 
     lines = ["| batch | 2 vs 1 local | 2 vs 1 Ray | Ray / local wall, 1 worker | Ray / local wall, 2 workers "
-             "| projected 2 vs 1 (idle, from CPU) |", "|---|---|---|---|---|---|"]
+             "| projected 2 vs 1 (idle, from CPU) | 2 local vs 1 pinned to a core |",
+             "|---|---|---|---|---|---|---|"]
     for s in summaries:
-        lines.append(f"| {s['batch']} | {f(s['speedup_2v1_local'])}x | {f(s['speedup_2v1_ray'])}x | "
+        lines.append(f"| {s['batch']} | {f(s['speedup_2v1_local'], 'x')} | {f(s['speedup_2v1_ray'], 'x')} | "
                      f"{f(s['ray_overhead_1w'])} | {f(s['ray_overhead_2w'])} | "
-                     f"{f(s['projected_idle_speedup_2v1'])}x |")
+                     f"{f(s['projected_idle_speedup_2v1'], 'x')} | {f(s['speedup_2v1_pinned_local'], 'x')} |")
     return "\n".join(lines)
 
 
@@ -213,7 +226,8 @@ def main() -> None:
     ap.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "realclips")
     ap.add_argument("--batches", default="short=20x10,long=36x20",
                     help="NAME=NxK,...: N real clips of at most K s each")
-    ap.add_argument("--configs", default="local-1,local-2,ray-1,ray-2")
+    ap.add_argument("--configs", default="local-1,local-2,ray-1,ray-2",
+                    help="ENGINE-WORKERS,...; local-1p: one local worker confined to one CPU")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--method", default=None, help="default: the default method")
     ap.add_argument("--json", type=Path, default=None)
@@ -222,12 +236,15 @@ def main() -> None:
     command = "OMP_NUM_THREADS=1 python benchmarks/batch_throughput.py " + shlex.join(sys.argv[1:])
     print(f"command: {command}\nstart: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {uptime()}",
           flush=True)
-    configs = [(c.split("-")[0], int(c.split("-")[1])) for c in args.configs.split(",")]
+    configs = [(c.split("-")[0], int(c.split("-")[1].rstrip("p")), c.endswith("p"))
+               for c in args.configs.split(",")]
+    if any(pin and engine != "local" for engine, _, pin in configs):
+        ap.error("only local configurations can be pinned (local-1p)")
     batches = [(name, pick_clips(args.clips, n, k)) for name, n, k in parse_batches(args.batches)]
     from avsync.models.registry import DEFAULT_METHOD  # imported now, not inside the first run
 
     ray_init_s = None
-    if any(e == "ray" for e, _ in configs):
+    if any(e == "ray" for e, _, _ in configs):
         import ray
 
         t0 = time.perf_counter()
@@ -242,8 +259,8 @@ def main() -> None:
     for name, clips in batches:
         batch_runs = []
         for rep in range(args.repeats):
-            for engine, workers in configs:
-                r = one_run(engine, workers, clips, args.method)
+            for engine, workers, pin in configs:
+                r = one_run(engine, workers, clips, args.method, pin)
                 r.update(batch=name, repeat=rep)
                 batch_runs.append(r)
                 rows_md.append(row_md(f"{name} ({len(clips)} clips)", r, startup[0]))
