@@ -88,8 +88,8 @@ class _FakeEngine:
     def __init__(self, *args) -> None:
         self.log.clear()
 
-    def start(self) -> None:
-        self.log.append("start")
+    def start(self, max_inputs=None) -> None:
+        self.log.append(f"start:{max_inputs}")
 
     def run(self, items):
         self.log.append("run:" + ",".join(Path(i.path).name for i in items))
@@ -112,18 +112,20 @@ def test_run_batch_starts_workers_before_listing_and_runs_longest_first(tmp_path
                                               for n, d in (("a.mp4", 3), ("b.mp4", 30), ("c.mp4", 9))))
     out = tmp_path / "r.jsonl"
     summary = runner.run_batch([tmp_path / "m.jsonl"], out)
-    assert listed == [["start"]]  # the workers were started before the inputs were listed
-    assert _FakeEngine.log == ["start", "run:b.mp4,c.mp4,a.mp4", "close"]
+    assert listed == [["start:None"]]  # the workers were started before the inputs were listed
+    assert _FakeEngine.log == ["start:None", "run:b.mp4,c.mp4,a.mp4", "close"]
     assert summary.done == 3
     again = runner.run_batch([tmp_path / "m.jsonl"], out, resume=True)  # nothing to do
-    assert _FakeEngine.log == ["start", "close"] and again.skipped == 3
+    assert _FakeEngine.log == ["start:None", "close"] and again.skipped == 3
     with pytest.raises(AvsyncError, match="unknown method 'nope'"):
         runner.run_batch([tmp_path / "m.jsonl"], tmp_path / "r2.jsonl", method="nope")
-    assert _FakeEngine.log == ["start", "close"]  # refused once, workers stopped
+    assert _FakeEngine.log == ["start:None", "close"]  # refused once, workers stopped
     assert not (tmp_path / "r2.jsonl").exists()
     with pytest.raises(AvsyncError, match="no such file"):
         runner.run_batch([tmp_path / "typo.mp4"], tmp_path / "r3.jsonl")
-    assert _FakeEngine.log == ["start", "close"]  # a typo fails before any worker starts
+    assert _FakeEngine.log == ["start:None", "close"]  # a typo fails before any worker starts
+    runner.run_batch([tmp_path / "a.mp4", tmp_path / "b.mp4"], tmp_path / "r4.jsonl")
+    assert _FakeEngine.log[0] == "start:2"  # plain files: no more workers than inputs
 
 
 def test_worker_forces_one_thread_whatever_the_environment():

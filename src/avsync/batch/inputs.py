@@ -112,6 +112,16 @@ def check_specs(specs: list[str | Path]) -> None:
             raise AvsyncError(f"{text}: no such file, folder or manifest")
 
 
+def count_bound(specs: list[str | Path]) -> int | None:
+    """How many inputs ``specs`` can give at most, when that is known without listing (every
+    spec a plain media file); None for folders, globs and manifests."""
+    for spec in specs:
+        p = Path(os.fspath(spec))
+        if not p.is_file() or p.suffix.lower() in MANIFEST_SUFFIXES:
+            return None
+    return len(specs)
+
+
 def expand_inputs(specs: list[str | Path]) -> list[BatchInput]:
     """Files, folders, globs and manifests -> unique inputs in a stable order (first wins).
 

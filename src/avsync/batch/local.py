@@ -74,19 +74,20 @@ class LocalEngine:
         """Pools restarted after a worker died."""
         self._pool: ProcessPoolExecutor | None = None
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        """A pool whose ``workers`` processes are spawned now (each runs the initializer at once:
-        a spawn pool would otherwise start a process per submitted task, later)."""
+    def _new_pool(self, now: int | None = None) -> ProcessPoolExecutor:
+        """A pool of up to ``workers`` processes, ``now`` of them (default all) spawned at once
+        (each runs the initializer); a spawn pool starts the others when tasks need them."""
         pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_initializer, initargs=(self.config,))
-        for _ in range(self.workers):
+        for _ in range(min(self.workers, self.workers if now is None else now)):
             pool.submit(_pid)
         return pool
 
-    def start(self) -> None:
-        """Spawn the workers now (model loading included) so they are ready when run() begins."""
+    def start(self, max_inputs: int | None = None) -> None:
+        """Spawn the workers now (model loading included) so they are ready when run() begins;
+        max_inputs: no more of them than that (when the caller knows the batch is that small)."""
         if self._pool is None:
-            self._pool = self._new_pool()
+            self._pool = self._new_pool(max_inputs)
 
     def close(self) -> None:
         """Stop the workers of a pool that run() did not use (nothing to do after run())."""

@@ -86,13 +86,15 @@ class RayEngine:
             raise AvsyncError(f"cannot start or reach Ray at {where} ({exc})") from exc
         return ray, True
 
-    def start(self) -> None:
-        """Connect (or start a local Ray) and create one actor per worker, without waiting."""
+    def start(self, max_inputs: int | None = None) -> None:
+        """Connect (or start a local Ray) and create one actor per worker (no more than
+        ``max_inputs`` when given), without waiting for them."""
         if self._ray is not None:
             return
         self._ray, self._started_ray = self._connect()
         cpus = max(1, int(self._ray.cluster_resources().get("CPU", 1)))
         n = min(self.workers or cpus, cpus)  # an actor beyond the CPUs would never be scheduled
+        n = max(1, min(n, max_inputs or n))
         self._actor_cls = self._ray.remote(num_cpus=1, max_restarts=0)(BatchWorker)
         for _ in range(n):
             self._add_actor()

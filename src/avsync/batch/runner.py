@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from avsync.batch.inputs import BatchInput, check_specs, expand_inputs
+from avsync.batch.inputs import BatchInput, check_specs, count_bound, expand_inputs
 from avsync.batch.keep import KeepFilter
 from avsync.batch.schedule import longest_first
 from avsync.batch.store import ResultStore, latest_per_path
@@ -139,7 +139,7 @@ def run_batch(inputs: list[str | Path], results: str | Path, *, engine: str = "l
     # The workers start now (spawn, imports, model: ~2 CPU-s each) while this process checks the
     # method, lists the inputs, reads the results done so far and the inputs' durations.
     runner = make_engine(engine, config, workers, address)
-    runner.start()
+    runner.start(count_bound(list(inputs)))
     try:
         check_method(method)
         items = expand_inputs(list(inputs))
