@@ -131,10 +131,10 @@ def test_run_batch_starts_workers_before_listing_and_runs_longest_first(tmp_path
 def test_worker_forces_one_thread_whatever_the_environment():
     code = ("import os; from avsync.batch.worker import WorkerConfig, init_worker; "
             "init_worker(WorkerConfig('avcorr')); import torch; "
-            "print(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'], "
-            "torch.get_num_threads(), torch.get_num_interop_threads())")
-    env = {**os.environ, "OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4",
+            "print(os.environ['AVSYNC_THREADS'], os.environ['OMP_NUM_THREADS'], "
+            "os.environ['OPENBLAS_NUM_THREADS'], torch.get_num_threads(), torch.get_num_interop_threads())")
+    env = {**os.environ, "AVSYNC_THREADS": "2", "OMP_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4",
            "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["1", "1", "1", "1"]
+    assert out.stdout.split() == ["1", "1", "1", "1", "1"]

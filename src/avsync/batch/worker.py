@@ -28,9 +28,11 @@ class WorkerConfig:
     threads: int = 1
 
 
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-"""Thread-count variables a worker forces to ``WorkerConfig.threads`` (read by the native
-libraries that start after ``init_worker``; torch's own count is set explicitly)."""
+THREAD_ENV = ("AVSYNC_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Thread-count variables a worker forces to ``WorkerConfig.threads``, whatever the user set:
+``AVSYNC_THREADS`` is the face analysis's own knob (a pipelined analysis on several threads when
+allowed), the others are read by native libraries that start after ``init_worker``; torch's own
+counts are set explicitly."""
 
 _MODELS: dict[str | None, object] = {}
 
