@@ -8,7 +8,7 @@ The cost of an input is about proportional to its duration (face analysis per fr
 Where the duration comes from, cheapest first:
 
 1. a manifest's ``duration_s`` column (``BatchInput.duration_s``, also written to ``--kept``);
-2. the container header, read in the driver with PyAV (a few ms per file, no decoding), only for
+2. the container header, read in the driver with PyAV (2-5 ms per file, no decoding), only for
    regular files and only when at most :data:`PROBE_MAX_INPUTS` inputs need it: probing is done
    while the workers start, and in a larger batch the tail is a negligible part of the run;
 3. otherwise the file size, scaled by the batch's median bytes per second where some durations
@@ -27,8 +27,8 @@ import statistics
 from avsync.batch.inputs import BatchInput
 
 PROBE_MAX_INPUTS: int = 2000
-"""Header probes in the driver at most (about 2 ms of CPU each: ~4 s, overlapping the workers'
-start-up); above that the order falls back to manifest durations and file sizes."""
+"""Header probes in the driver at most (2-5 ms of CPU each, measured: 4-10 s, overlapping the
+workers' start-up); above that the order falls back to manifest durations and file sizes."""
 
 
 def probe_duration_s(path: str) -> float | None:
