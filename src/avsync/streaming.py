@@ -42,9 +42,10 @@ shorter ones cannot hold a track of two segments, so the in-memory pipeline give
 
 def wanted(duration_s: float, fps: float) -> bool:
     """True when a file of ``duration_s`` at ``fps`` (> 0) is analysed segment by segment."""
-    from avsync.inference import SEGMENT_S
+    from avsync.face.frame_rate import analysis_rate
 
-    return fps > 0 and duration_s > STREAM_MIN_SEGMENTS * SEGMENT_S
+    fps = analysis_rate(fps) or fps if fps > 0 else 0.0
+    return fps > 0 and duration_s * fps > STREAM_MIN_SEGMENTS * segment_frames(fps)
 
 
 @dataclass
