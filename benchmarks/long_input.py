@@ -86,7 +86,7 @@ def main() -> None:
             lines.append(f"| {r['method']} | {r['duration_s'] / 60:.1f} | {r['peak_rss_mb']:.0f} | "
                          f"{r['wall_s']:.0f} | {r['cpu_s']:.0f} | "
                          f"{r['cpu_s'] / (r['duration_s'] / 60):.1f} | "
-                         f"{r['offset_frames']:+d} | {r['confidence']:.2f} | "
+                         f"{r['offset_frames']:+.1f} | {r['confidence']:.2f} | "
                          f"{r['n_drift']} ({r['drift_end_s']:.0f}) |")
         args.report.write_text("\n".join(lines) + "\n")
 

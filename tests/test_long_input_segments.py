@@ -160,3 +160,51 @@ def test_streamed_file_equals_the_in_memory_pipeline(realclip, tmp_path: Path, m
         assert new.confidence == pytest.approx(ref.confidence, abs=1e-3)
         assert [(p.start_s, p.offset_frames) for p in new.drift] == [(p.start_s, p.offset_frames)
                                                                      for p in ref.drift]
+
+
+def _old_correlation_curve(visual, audio_at, shifts, fps, pairs, transforms=("diff", "band")):
+    """classical.correlation_curve as it was before the batched nulls (reference)."""
+    from avsync.models.classical import _fill_nan, bandpass, bandpass_axis, derivative, pearson_columns
+
+    v = np.nan_to_num(visual[:, [p[0] for p in pairs]].astype(np.float64))
+    acols = [p[1] for p in pairs]
+    a_raw, ok = _fill_nan(np.stack([audio_at(k)[:, acols] for k in shifts]).astype(np.float64))
+    mask = ok & np.concatenate([np.zeros_like(ok[:, :1]), ok[:, 1:] & ok[:, :-1]], axis=1)
+    rs = []
+    for t in transforms:
+        if t == "diff":
+            d = np.diff(a_raw, axis=1)
+            vt, at = derivative(v), np.concatenate([d[:, :1], d], axis=1)
+        else:
+            vt, at = bandpass(v, fps), bandpass_axis(a_raw, fps, axis=1)
+        rs.append(pearson_columns(np.broadcast_to(vt, at.shape), at, mask))
+    return np.mean(rs, axis=(0, 2))
+
+
+def test_batched_null_displacements_give_the_same_numbers() -> None:
+    """avcorr's score_rolls (audio side computed once for all displacements) == one call per
+    displaced input == the pre-batching implementation, bit for bit; and score_segment uses it."""
+    from avsync.face.mouth import SIGNAL_NAMES
+    from avsync.features import AUDIO_NAMES, AudioFeatures
+    from avsync.models.methods import CorrelationMethod
+
+    rng = np.random.default_rng(5)
+    fps, n = 25.0, 400
+    audio = AudioFeatures(np.arange(-1, 20, 0.01),
+                          rng.normal(size=(2100, len(AUDIO_NAMES))).astype(np.float32))
+    visual = rng.normal(size=(n, len(SIGNAL_NAMES))).astype(np.float32)
+    visual[17:20] = np.nan  # a gap
+    inp = SyncInput(fps, np.arange(n) / fps + 0.3, visual, audio)
+    method = CorrelationMethod()
+    rolls = null_displacements(n, 15, N_NULL)
+    batched = method.score_rolls(inp, rolls, SHIFTS)
+    one_by_one = np.array([method.score(inp.rolled(int(r)), SHIFTS) for r in rolls])
+    assert np.array_equal(batched, one_by_one)
+    cols = [AUDIO_NAMES.index(a) for a in method.config.audio]
+    pairs = [(SIGNAL_NAMES.index(v), 0) for v in method.config.visual]
+    for r, row in zip(rolls, batched, strict=True):
+        ref = _old_correlation_curve(np.roll(visual, int(r), axis=0), lambda k: inp.audio_at(k, cols),
+                                     SHIFTS, fps, pairs)
+        assert np.array_equal(row, ref)
+    part = segments.score_segment(method, inp, SHIFTS, N_NULL, drift=False)
+    assert np.array_equal(part.null_scores, batched)

@@ -71,13 +71,17 @@ class SegmentScore:
 
 def score_segment(method: SyncMethod, seg: SyncInput, shifts: np.ndarray, n_null: int,
                   drift: bool) -> SegmentScore:
-    """The method's curve on one segment, on its ``n_null`` circular displacements, and the
-    segment's drift points (``inference.drift_points``) when ``drift``."""
+    """The method's curve on one segment, on its ``n_null`` circular displacements (batched when
+    the method has ``score_rolls(inp, rolls, shifts) -> (R, K)``), and the segment's drift points
+    (``inference.drift_points``) when ``drift``."""
     from avsync.inference import drift_points, null_displacements
 
     scores = np.asarray(method.score(seg, shifts), dtype=np.float64)
     rolls = null_displacements(seg.n_frames, int(np.max(np.abs(shifts))), n_null)
-    nulls = np.array([np.asarray(method.score(seg.rolled(int(r)), shifts), np.float64) for r in rolls])
+    if hasattr(method, "score_rolls"):  # all displacements at once (methods.CorrelationMethod)
+        nulls = np.asarray(method.score_rolls(seg, rolls, shifts), np.float64)
+    else:
+        nulls = np.array([np.asarray(method.score(seg.rolled(int(r)), shifts), np.float64) for r in rolls])
     return SegmentScore(seg.n_frames, scores, nulls.reshape(len(rolls), len(shifts)),
                         drift_points(method, seg, shifts) if drift else [])
 
