@@ -132,6 +132,16 @@ class TrackEvidence:
         return CurveScore(shifts, scores, peak_frames(shifts, scores), confidence)
 
 
+def drop_audio_caches(method: SyncMethod) -> None:
+    """Empty the trained scorers' audio-tower memo (``NeuralSyncMethod._audio_cache``, keyed by
+    audio row: it would grow with every minute of audio scored). Answer-preserving: the entries
+    are recomputed when asked again (tested). The method, or each member of a fusion."""
+    for m in getattr(method, "members", None) or [method]:
+        cache = getattr(m, "_audio_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
+
+
 def evidence_of(method: SyncMethod, inp: SyncInput, shifts: np.ndarray, n_null: int,
                 drift: bool) -> TrackEvidence:
     """A whole in-memory track's evidence, segment by segment."""

@@ -33,7 +33,7 @@ import numpy as np
 from avsync.face.tracks import CUT_THRESHOLD, Track, Tracker, VisualAnalysis, _hist
 from avsync.features import AudioFeatures
 from avsync.models.registry import SyncMethod, needs_neural
-from avsync.segments import TrackEvidence, combine_tracks, score_segment, segment_frames
+from avsync.segments import TrackEvidence, combine_tracks, drop_audio_caches, score_segment, segment_frames
 
 STREAM_MIN_SEGMENTS: float = 1.5
 """Files longer than this many segments (SEGMENT_S each) are analysed by :func:`stream_video`;
@@ -124,6 +124,7 @@ class SegmentScorer:
             part = score_segment(method, track_input(seg, audio, self.fps), self.shifts, self.n_null,
                                  self.drift)
             ev.add(part, float(times[0]), float(times[-1]))
+            drop_audio_caches(method)  # a long file's audio rows would pile up in it
         state.signals.append(signals)
         state.times.append(times)
         _drop_head(track, k)
