@@ -70,7 +70,6 @@ class _Held:
 
     first_frame: int
     evidence: list[TrackEvidence]
-    n_seen: int = 0
     signals: list[np.ndarray] = field(default_factory=list)
     times: list[np.ndarray] = field(default_factory=list)
 
