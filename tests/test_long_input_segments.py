@@ -208,3 +208,23 @@ def test_batched_null_displacements_give_the_same_numbers() -> None:
         assert np.array_equal(row, ref)
     part = segments.score_segment(method, inp, SHIFTS, N_NULL, drift=False)
     assert np.array_equal(part.null_scores, batched)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary")
+def test_streamed_file_without_a_face_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    """A long file (8 s with 4 s segments) with no face: both streaming passes (640 px, then
+    the small-face search) run and detect raises NoFaceError, as the in-memory pipeline does."""
+    from avsync.errors import NoFaceError
+    from avsync.inference import detect
+
+    path = tmp_path / "noface.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000", "-t", "8",
+                    "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", str(path)], check=True)
+    monkeypatch.setattr(inference, "SEGMENT_S", 2.0)
+    monkeypatch.setattr(inference, "analyse_video", None)  # must not be used
+    real_pass, passes = streaming._pass, []
+    monkeypatch.setattr(streaming, "_pass", lambda *a: passes.append(1) or real_pass(*a))
+    with pytest.raises(NoFaceError, match="no face was found"):
+        detect(path, method="avcorr")
+    assert len(passes) == 2
