@@ -1,14 +1,15 @@
 """Peak memory and time of ``avsync detect`` vs input duration (hour-long inputs).
 
-Long inputs are made by concatenating a real clip with itself (Debian ffmpeg concat demuxer,
-stream copy: quick, no re-encode), each detection runs in a fresh subprocess that reports its own
+Long inputs are made by looping a real clip (``make_long_clip.make_long``: the ffmpeg concat
+demuxer, stream copy: quick, no re-encode), each detection runs in a fresh subprocess that reports its own
 peak RSS (``resource.getrusage``), wall time and CPU time (user + system: on a shared machine
 the wall time depends on the load, the CPU time much less). Results: one JSON line per run on stdout and,
 with ``--report``, a markdown table.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/long_input.py \
         --src ../shared/data/realclips/EDTalk/test_data/pose_source2.mp4 \
-        --minutes 1 5 10 --method landmark_c3 avcorr --report /tmp/long.md
+        --minutes 1 5 10 60 --method landmark_c3 avcorr --report /tmp/long.md \
+        --workdir /work/cache/memory
 """
 
 from __future__ import annotations
@@ -37,15 +38,6 @@ print(json.dumps({"offset_frames": r.offset_frames, "confidence": r.confidence,
 """
 
 
-def make_long(src: Path, out: Path, times: int) -> None:
-    """``src`` repeated ``times`` times into ``out`` (stream copy through the concat demuxer)."""
-    listing = out.with_suffix(".txt")
-    listing.write_text("".join(f"file '{src.resolve()}'\n" for _ in range(times)))
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
-                    "-c", "copy", str(out)], check=True)
-    listing.unlink()
-
-
 def measure(path: Path, method: str) -> dict:
     proc = subprocess.run([sys.executable, "-c", CHILD, str(path), method], capture_output=True,
                           text=True, check=False)
@@ -60,24 +52,32 @@ def main() -> None:
     ap.add_argument("--minutes", type=int, nargs="+", default=[1, 5, 10])
     ap.add_argument("--method", nargs="+", default=["avcorr"])
     ap.add_argument("--report", type=Path, default=None)
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="Keep (and reuse) the long files here, outside the repository "
+                         "(default: a temporary folder, deleted).")
     args = ap.parse_args()
     if shutil.which("ffmpeg") is None:
         raise SystemExit("needs the ffmpeg binary")
     from avsync.io import probe
 
-    clip_s = probe(args.src).duration_s
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from make_long_clip import make_long
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.workdir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for minutes in args.minutes:
-            times = max(1, round(minutes * 60 / clip_s))
-            path = Path(tmp) / f"long_{minutes}min.mp4"
-            make_long(args.src, path, times)
+            path = folder / f"{args.src.stem}_{minutes}min.mp4"
+            if not path.is_file():
+                make_long([args.src], path, minutes)
             duration_s = probe(path).duration_s
             for method in args.method:
                 r = measure(path, method) | {"method": method, "duration_s": round(duration_s, 1)}
                 print(json.dumps(r), flush=True)
                 rows.append(r)
-            path.unlink()
+            if args.workdir is None:
+                path.unlink()
     if args.report:
         lines = ["| method | duration (min) | peak RSS (MB) | wall (s) | CPU (s) | CPU s per min | "
                  "offset (fr) | confidence | drift points (last end, s) |",
@@ -86,7 +86,7 @@ def main() -> None:
             lines.append(f"| {r['method']} | {r['duration_s'] / 60:.1f} | {r['peak_rss_mb']:.0f} | "
                          f"{r['wall_s']:.0f} | {r['cpu_s']:.0f} | "
                          f"{r['cpu_s'] / (r['duration_s'] / 60):.1f} | "
-                         f"{r['offset_frames']:+d} | {r['confidence']:.2f} | "
+                         f"{r['offset_frames']:+.1f} | {r['confidence']:.2f} | "
                          f"{r['n_drift']} ({r['drift_end_s']:.0f}) |")
         args.report.write_text("\n".join(lines) + "\n")
 

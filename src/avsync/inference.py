@@ -41,8 +41,9 @@ ANALYSIS_MAX_SIDE: int = 640
 """Frames are downscaled to this longest side before landmarks (speed; lips stay >20 px)."""
 
 SEGMENT_S: float = 60.0
-"""Tracks longer than this are scored in segments whose curves are averaged (length-weighted),
-so the memory of scoring does not grow with duration."""
+"""Tracks longer than this are scored in segments (curves and nulls frame-weighted over them,
+avsync.segments), so the memory of scoring does not grow with duration; files longer than 1.5
+segments are also decoded segment by segment (avsync.streaming)."""
 
 
 @dataclass
@@ -65,9 +66,12 @@ def shifts_for(max_offset_frames: int) -> np.ndarray:
     return np.arange(-max_offset_frames, max_offset_frames + 1)
 
 
-def segment_bounds(n_frames: int, fps: float, segment_s: float = SEGMENT_S) -> list[tuple[int, int]]:
-    """[start, stop) frame ranges of about ``segment_s``; a short tail joins the last segment."""
-    size = max(MIN_TRACK_FRAMES, int(round(segment_s * fps)))
+def segment_bounds(n_frames: int, fps: float) -> list[tuple[int, int]]:
+    """[start, stop) frame ranges of ``segments.segment_frames`` (about SEGMENT_S, whole drift
+    windows); a tail shorter than half a segment joins the last segment."""
+    from avsync.segments import segment_frames
+
+    size = segment_frames(fps)
     bounds = [(a, min(a + size, n_frames)) for a in range(0, n_frames, size)]
     if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < size // 2:
         bounds[-2:] = [(bounds[-2][0], bounds[-1][1])]
@@ -104,15 +108,12 @@ def score_input(method: SyncMethod, inp: SyncInput, shifts: np.ndarray,
     """Curve over shifts, its best shift, and the peak's standing against a null.
 
     The null: the same visual signals circularly displaced (see null_displacements) so they face
-    unrelated audio of the same file; the confidence is (peak - mean null peak) / std.
+    unrelated audio of the same file; the confidence is (peak - mean null peak) / std. Tracks
+    longer than one segment: per-segment curves and nulls (avsync.segments says what is exact).
     """
-    scores = curve(method, inp, shifts)
-    best = int(np.argmax(scores))
-    rolls = null_displacements(inp.n_frames, int(np.max(np.abs(shifts))), n_null)
-    null_peaks = np.array([np.max(curve(method, inp.rolled(int(r)), shifts)) for r in rolls])
-    spread = max(float(null_peaks.std()), 1e-3 * max(abs(float(null_peaks.mean())), 1e-6))
-    confidence = float((scores[best] - null_peaks.mean()) / spread)
-    return CurveScore(shifts, scores, peak_frames(shifts, scores), confidence)
+    from avsync.segments import evidence_of
+
+    return evidence_of(method, inp, shifts, n_null, drift=False).curve_score(shifts)
 
 
 def drift_points(method: SyncMethod, inp: SyncInput, shifts: np.ndarray,
@@ -236,26 +237,14 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
         if not analysis.tracks:
             raise NoFaceError("no face was found in the video")
         raise NoFaceError(f"no face stays in view for {MIN_TRACK_FRAMES} frames or more")
-    results, curves = [], []
+    from avsync.segments import combine_tracks, evidence_of
+
+    evidence = []
     for track in tracks:
-        inp = track_input(track, audio, fps)
-        cs = score_input(method, inp, shifts, n_null)
-        curves.append((cs, track.n_frames))
-        results.append(TrackResult(
-            track.track_id, track.shot, track.start_s, track.end_s, track.n_frames,
-            round_frames(cs.offset_frames), round(frames_to_ms(cs.offset_frames, fps), 1),
-            round(cs.confidence, 3),
-            speaking=False, drift=drift_points(method, inp, shifts) if drift else []))
-    # Speaking tracks: confident ones; if none is, the single most confident track.
-    speaking = [i for i, (cs, _) in enumerate(curves) if cs.confidence >= CONFIDENCE_THRESHOLD]
-    if not speaking:
-        speaking = [int(np.argmax([cs.confidence for cs, _ in curves]))]
-    for i in speaking:
-        results[i].speaking = True
-    weights = np.array([curves[i][1] for i in speaking], dtype=np.float64)
-    combined = sum(w * curves[i][0].scores for w, i in zip(weights, speaking, strict=True)) / weights.sum()
-    conf = float(np.average([curves[i][0].confidence for i in speaking], weights=weights))
-    return results, CurveScore(shifts, combined, peak_frames(shifts, combined), conf)
+        ev = evidence_of(method, track_input(track, audio, fps), shifts, n_null, drift)
+        ev.track_id, ev.shot = track.track_id, track.shot
+        evidence.append(ev)
+    return combine_tracks(evidence, shifts, fps)
 
 
 def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
@@ -271,7 +260,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     rotate: "auto" (the file's display matrix, as players do) or a forced clockwise turn.
     weights / s3fd_weights: the user's files for the peer methods (avsync.peers).
     audio_stream: which audio stream to use (0 = first; None = the default one)."""
-    from avsync import search
+    from avsync import search, streaming
 
     if max_offset_frames < 1:
         raise AvsyncError("--max-offset-frames must be at least 1")
@@ -295,9 +284,15 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     t0 = time.perf_counter()
     audio = analyse_audio(path, audio_stream, logmel=needs_neural(model))
     clock["audio"] = time.perf_counter() - t0
-    analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
-                             face_backend=face_backend, keep_crops=needs_neural(model),
-                             rotate=rotate)
+    score_at = None
+    if streaming.wanted(info.duration_s, info.fps):  # long files: segment by segment
+        analysis, score_at = streaming.stream_video(
+            path, audio, info.fps, model, max_offset_frames, max_offset_ms, drift, N_NULL, max_faces,
+            face_backend, rotate, on_frame, clock)
+    else:
+        analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
+                                 face_backend=face_backend, keep_crops=needs_neural(model),
+                                 rotate=rotate)
     if analysis.n_frames < MIN_TRACK_FRAMES:
         raise AvsyncError(f"{path}: the video has {analysis.n_frames} frame(s); "
                           f"at least {MIN_TRACK_FRAMES} are needed")
@@ -305,7 +300,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     fps = analysis.rate_fps or fps  # 50/60 fps videos: frames (and offsets) of the 25 fps grid
     t1 = time.perf_counter()
     tracks, cs, wide = search.synchronise_wide(analysis, audio, fps, model, max_offset_frames, drift,
-                                            max_offset_ms)
+                                            max_offset_ms, score_at)
     clock["scoring"] = time.perf_counter() - t1
     return SyncResult(
         path=str(path), method=model.name, fps=round(float(fps), 4),

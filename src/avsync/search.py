@@ -20,6 +20,7 @@ scored; a file whose audio and video never overlap that much within the range is
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -165,29 +166,45 @@ def shifted_tracks(tracks: list[TrackResult], shift_frames: int, fps: float) -> 
             for t in tracks]
 
 
+def normal_range(max_offset_frames: int, max_offset_ms: float | None, fps: float) -> int:
+    """The +- whole frames of the normal search: max_offset_frames, or less when max_offset_ms
+    asks for a narrower range."""
+    ms = AUTO_SEARCH_MS if max_offset_ms is None else max_offset_ms
+    range_frames = int(math.ceil(ms_to_frames(ms, fps)))
+    return range_frames if 0 < range_frames < max_offset_frames else max_offset_frames
+
+
 def synchronise_wide(analysis: VisualAnalysis, audio: AudioFeatures, fps: float,
                      method: SyncMethod, max_offset_frames: int, drift: bool = True,
-                     max_offset_ms: float | None = None):
+                     max_offset_ms: float | None = None,
+                     score_at: Callable[[list[int]], list[tuple]] | None = None):
     """``inference.synchronise`` extended to large offsets (see the module docstring).
 
     max_offset_ms: None = automatic (a +-AUTO_SEARCH_MS search when the normal one is
     unreliable); 0 = the normal search only; > 0 = always search +-max_offset_ms. The answer
     is the most confident refined coarse peak's when it beats the normal search's confidence by
     WIDE_MARGIN, else the normal one.
+    score_at(centres): (tracks, CurveScore) of ``synchronise`` on the audio delayed by each centre
+    (frames), all at once (``avsync.streaming`` passes its own: one decoding pass per call).
     Returns (tracks, CurveScore, WideSearch) with offsets on the original clock.
     """
     from avsync.inference import CONFIDENCE_THRESHOLD, MIN_TRACK_FRAMES, synchronise
 
+    if score_at is None:
+        def score_at(centres: list[int]) -> list[tuple]:
+            return [synchronise(analysis, delayed(audio, c, fps) if c else audio, fps, method,
+                                max_offset_frames, drift) for c in centres]
+
     check_max_offset_ms(max_offset_ms)
     auto = max_offset_ms is None
     range_frames = int(math.ceil(ms_to_frames(AUTO_SEARCH_MS if auto else max_offset_ms, fps)))
-    if 0 < range_frames < max_offset_frames:  # a narrower range: the normal search over it
-        max_offset_frames, range_frames = range_frames, 0
+    if normal_range(max_offset_frames, max_offset_ms, fps) < max_offset_frames:
+        max_offset_frames, range_frames = range_frames, 0  # a narrower range: the normal search over it
     centre_shifts = np.arange(-max_offset_frames, max_offset_frames + 1)
     centre_ok = _overlaps(analysis, audio, fps, centre_shifts, MIN_TRACK_FRAMES)
     best, normal = None, (None, None)
     if centre_ok:
-        tracks, cs = synchronise(analysis, audio, fps, method, max_offset_frames, drift)
+        tracks, cs = score_at([0])[0]
         best, normal = (0, tracks, cs), (cs.offset_frames, cs.confidence)
         if (auto and cs.confidence >= CONFIDENCE_THRESHOLD) or range_frames <= max_offset_frames:
             return tracks, cs, WideSearch(0.0, [], 0.0, *normal)
@@ -202,8 +219,7 @@ def synchronise_wide(analysis: VisualAnalysis, audio: AudioFeatures, fps: float,
             f"long enough at any offset within +-{frames_to_ms(range_frames, fps):.0f} ms "
             "(see --max-offset-ms)")
     wide = None
-    for c in peaks:
-        tracks, cs = synchronise(analysis, delayed(audio, c, fps), fps, method, max_offset_frames, drift)
+    for c, (tracks, cs) in zip(peaks, score_at(peaks) if peaks else [], strict=True):
         if wide is None or cs.confidence > wide[2].confidence:
             wide = (c, tracks, cs)
     if best is None or (wide is not None and wide[2].confidence >= best[2].confidence + WIDE_MARGIN):

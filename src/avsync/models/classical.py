@@ -9,6 +9,7 @@ Output: a score per candidate shift, higher = more likely.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -18,6 +19,13 @@ from scipy.signal import butter, sosfiltfilt
 AudioAt = Callable[[float], np.ndarray]
 
 
+@functools.lru_cache(maxsize=64)
+def _band_sos(low_hz: float, high_hz: float, fps: float) -> np.ndarray:
+    """Second-order sections of the 2nd-order Butterworth band-pass (designed once per rate)."""
+    sos = butter(2, [low_hz, high_hz], btype="band", fs=fps, output="sos")
+    return sos
+
+
 def bandpass_axis(x: np.ndarray, fps: float, axis: int = 0, low_hz: float = 1.0,
                   high_hz: float = 8.0) -> np.ndarray:
     """Zero-phase 1-8 Hz band-pass along ``axis`` (time); short inputs are only de-meaned."""
@@ -25,7 +33,7 @@ def bandpass_axis(x: np.ndarray, fps: float, axis: int = 0, low_hz: float = 1.0,
     n = x.shape[axis]
     if n < 16:
         return x - x.mean(axis=axis, keepdims=True)
-    sos = butter(2, [low_hz, high_hz], btype="band", fs=fps, output="sos")
+    sos = _band_sos(float(low_hz), float(high_hz), float(fps)).copy()  # (scipy wants it writable)
     padlen = min(n - 1, 3 * (2 * len(sos) + 1))
     return sosfiltfilt(sos, x, axis=axis, padlen=padlen)
 
@@ -78,22 +86,37 @@ def correlation_curve(visual: np.ndarray, audio_at: AudioAt, shifts: Sequence[fl
     ("diff": temporal derivative, "band": 1-8 Hz band-pass), computed inside the given frames
     only. All shifts are processed at once. Returns (len(shifts),).
     """
+    return correlation_curves([visual], audio_at, shifts, fps, pairs, transforms)[0]
+
+
+def correlation_curves(visuals: Sequence[np.ndarray], audio_at: AudioAt, shifts: Sequence[float],
+                       fps: float, pairs: Sequence[tuple[int, int]],
+                       transforms: Sequence[str] = ("diff", "band")) -> np.ndarray:
+    """:func:`correlation_curve` of several (T, S) visual inputs against the same audio (the
+    null displacements of one track): the audio side is read and transformed once. Each row is
+    computed exactly as by ``correlation_curve`` alone. Returns (len(visuals), len(shifts))."""
     vcols = [p[0] for p in pairs]
     acols = [p[1] for p in pairs]
-    v = np.nan_to_num(visual[:, vcols].astype(np.float64))  # (T, P)
     a_raw, ok = _fill_nan(np.stack([audio_at(k)[:, acols] for k in shifts]).astype(np.float64))
     mask = ok & np.concatenate([np.zeros_like(ok[:, :1]), ok[:, 1:] & ok[:, :-1]], axis=1)
-    rs = []
+    audio_t = {}
     for t in transforms:
         if t == "diff":
-            vt, at = derivative(v), np.concatenate([np.diff(a_raw, axis=1)[:, :1],
-                                                    np.diff(a_raw, axis=1)], axis=1)
+            audio_t[t] = np.concatenate([np.diff(a_raw, axis=1)[:, :1], np.diff(a_raw, axis=1)], axis=1)
         elif t == "band":
-            vt, at = bandpass(v, fps), bandpass_axis(a_raw, fps, axis=1)
+            audio_t[t] = bandpass_axis(a_raw, fps, axis=1)
         else:
             raise ValueError(f"unknown transform {t!r}")
-        rs.append(pearson_columns(np.broadcast_to(vt, at.shape), at, mask))  # (K, P)
-    return np.mean(rs, axis=(0, 2))
+    out = []
+    for visual in visuals:
+        v = np.nan_to_num(visual[:, vcols].astype(np.float64))  # (T, P)
+        rs = []
+        for t in transforms:
+            vt = derivative(v) if t == "diff" else bandpass(v, fps)
+            at = audio_t[t]
+            rs.append(pearson_columns(np.broadcast_to(vt, at.shape), at, mask))  # (K, P)
+        out.append(np.mean(rs, axis=(0, 2)))
+    return np.array(out).reshape(len(visuals), len(shifts))
 
 
 def _gram(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 
 from avsync.face.mouth import SIGNAL_NAMES
 from avsync.features import AUDIO_NAMES
-from avsync.models.classical import correlation_curve, qmi_curve
+from avsync.models.classical import correlation_curve, correlation_curves, qmi_curve
 from avsync.models.registry import SyncInput, register_model
 
 
@@ -37,6 +37,16 @@ class CorrelationMethod:
         cols = [AUDIO_NAMES.index(a) for a in self.config.audio]
         return correlation_curve(inp.visual, lambda k: inp.audio_at(k, cols), shifts_frames,
                                  inp.fps, pairs, self.config.transforms)
+
+    def score_rolls(self, inp: SyncInput, rolls: np.ndarray, shifts_frames: np.ndarray) -> np.ndarray:
+        """(R, K): ``score(inp.rolled(r))`` for each of ``rolls``, the audio side computed once
+        (the same numbers as R separate calls)."""
+        pairs = [(SIGNAL_NAMES.index(v), j) for v in self.config.visual
+                 for j in range(len(self.config.audio))]
+        cols = [AUDIO_NAMES.index(a) for a in self.config.audio]
+        return correlation_curves([np.roll(inp.visual, int(r), axis=0) for r in rolls],
+                                  lambda k: inp.audio_at(k, cols), shifts_frames, inp.fps, pairs,
+                                  self.config.transforms)
 
 
 @dataclass(frozen=True)
