@@ -1,0 +1,238 @@
+"""The visual front end on several cores: decoding, landmarks and tracking run side by side.
+
+Sequentially, every frame waits for the last one's decode, colour conversion, landmarks and
+mouth crops in turn. Here (when more than one thread is allowed, see :func:`face_threads`):
+
+* a decoding thread reads, converts and downscales the frames (PyAV, which releases the GIL)
+  and computes what the tracker needs from the whole image (cut histogram, grey image), a few
+  frames ahead (``PREFETCH_FRAMES``);
+* ``n_landmarkers`` landmarker instances take alternate frames (frame n goes to landmarker
+  n mod k), each on its own thread (MediaPipe runs its graph in native threads, GIL released);
+* the calling thread associates the faces into tracks, in frame order.
+
+Same answers: with fewer faces in view than ``max_faces``, MediaPipe's VIDEO mode runs its face
+detector on every frame and its landmarks depend on that frame alone (measured: bit-identical
+landmarks whether frames are fed in order or in alternating chunks), so alternating
+landmarkers give exactly the sequential result. With ``max_faces`` faces or more it tracks, so
+each landmarker then tracks from two frames back instead of one; the answers were the same on
+the clips we tried (tests/test_speed.py), but the landmarks are not bit-identical.
+The small-face second pass (one ``max_faces=1`` landmarker per face crop, which always tracks)
+keeps one landmarker and only uses the decoding thread.
+
+Memory: at most ``PREFETCH_FRAMES`` decoded frames wait in the queue plus one per landmarker.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from avsync.face.landmarks import FaceDetection, LandmarkBackend, landmark_box
+from avsync.face.mouth import grey_image
+from avsync.face.tracks import MIN_IOU, VisualAnalysis, box_iou, frame_hist, track_detections
+
+PREFETCH_FRAMES: int = 8
+"""Decoded frames the decoding thread may hold ready (640 px RGB: ~0.7 MB each)."""
+
+FAST_STRIDE: int = 2
+"""``detect --fast``: landmarks on every FAST_STRIDE-th frame, interpolated in between."""
+
+THREADS_ENV: str = "AVSYNC_THREADS"
+"""Environment variable: threads the face analysis may use (1 = the sequential path)."""
+
+
+def face_threads() -> int:
+    """Threads for the face analysis: ``AVSYNC_THREADS`` if set, else ``OMP_NUM_THREADS`` if set
+    (batch workers set 1: their parallelism is across files), else the usable CPU count."""
+    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            try:
+                return max(1, int(value))
+            except ValueError:
+                continue
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedFrame:
+    """A decoded frame with what the tracker reads from the whole image, computed ahead:
+    image (H, W, 3) uint8 RGB, grey (H, W) uint8, hist (512,) float (tracks.frame_hist)."""
+
+    index: int
+    time_s: float
+    image: np.ndarray
+    grey: np.ndarray
+    hist: np.ndarray
+
+
+def prepare(frame) -> PreparedFrame:
+    return PreparedFrame(frame.index, frame.time_s, frame.image, grey_image(frame.image),
+                         frame_hist(frame.image))
+
+
+_END = object()
+
+
+def prefetch(items: Iterable, depth: int = PREFETCH_FRAMES, clock: dict | None = None,
+             map_fn: Callable | None = None) -> Iterator:
+    """Iterate ``items`` (``map_fn`` applied) on a background thread, ``depth`` items ahead.
+
+    Exceptions of the producer are raised in the consumer, at the point they happened.
+    clock["decode_wait"] (s) accumulates the time the consumer waited for an item.
+    Closing the generator early stops the producer (within one item).
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(map_fn(item) if map_fn is not None else item)
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the consumer)
+            q.put(exc)
+            return
+        q.put(_END)
+
+    thread = threading.Thread(target=produce, name="avsync-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            t0 = time.perf_counter()
+            item = q.get()
+            if clock is not None:
+                clock["decode_wait"] = clock.get("decode_wait", 0.0) + time.perf_counter() - t0
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+def detect_alternating(frames: Iterable, landmarkers: list[LandmarkBackend], stride: int = 1
+                       ) -> Iterator:
+    """(frame, faces) in frame order; the j-th landmarked frame goes to ``landmarkers[j % k]``
+    on that landmarker's own thread, so k frames are landmarked at once.
+
+    stride > 1 (``fast``): only every stride-th frame is landmarked; the faces of the frames in
+    between are interpolated (:func:`interpolate_faces`), their crops still cut from their own
+    pixels."""
+    k = len(landmarkers)
+    if k == 1 and stride == 1:
+        for frame in frames:
+            yield frame, landmarkers[0].detect(frame.image, frame.time_s)
+        return
+    pools = [ThreadPoolExecutor(1, thread_name_prefix=f"avsync-landmarks{i}") for i in range(k)]
+    pending: deque = deque()  # (frame, future or None for a skipped frame)
+    last: tuple | None = None  # (frame, faces) of the last landmarked frame already yielded
+
+    def settle(flush: bool) -> Iterator:
+        """Yield the oldest pending frames whose faces are known (or can be interpolated)."""
+        nonlocal last
+        while pending:
+            if not flush and sum(f is not None for _, f in pending) < k:
+                return  # keep k landmarkers busy
+            frame0, fut = pending[0]
+            if fut is not None:
+                pending.popleft()
+                last = (frame0, fut.result())
+                yield last
+                continue
+            nxt = next(((fr, f) for fr, f in pending if f is not None), None)
+            pending.popleft()
+            if nxt is None or last is None:  # the tail (or no landmarks yet): hold the last faces
+                yield frame0, [] if last is None else list(last[1])
+            else:
+                yield frame0, interpolate_faces(last, (nxt[0], nxt[1].result()), frame0.time_s)
+
+    try:
+        j = 0
+        for n, frame in enumerate(frames):
+            if n % stride:
+                pending.append((frame, None))
+            else:
+                pending.append((frame, pools[j % k].submit(landmarkers[j % k].detect, frame.image,
+                                                           frame.time_s)))
+                j += 1
+            yield from settle(False)
+        yield from settle(True)
+    finally:
+        for _, fut in pending:
+            if fut is not None:
+                fut.cancel()
+        for pool in pools:
+            pool.shutdown(wait=True)
+
+
+def interpolate_faces(before: tuple, after: tuple, time_s: float) -> list[FaceDetection]:
+    """Faces at ``time_s`` between two landmarked frames ``(frame, faces)``: each face of
+    ``before`` whose box overlaps a face of ``after`` (IoU >= tracks.MIN_IOU, greedy) gets its
+    landmarks and blendshapes linearly interpolated in time; unmatched faces are left out."""
+    (f0, faces0), (f1, faces1) = before, after
+    span = f1.time_s - f0.time_s
+    w = float(np.clip((time_s - f0.time_s) / span, 0.0, 1.0)) if span > 0 else 0.0
+    pairs = sorted(((box_iou(a.box, b.box), i, j) for i, a in enumerate(faces0)
+                    for j, b in enumerate(faces1)), reverse=True)
+    used0, used1, out = set(), set(), []
+    for iou, i, j in pairs:
+        if iou < MIN_IOU or i in used0 or j in used1:
+            continue
+        used0.add(i)
+        used1.add(j)
+        a, b = faces0[i], faces1[j]
+        xy = ((1.0 - w) * a.landmarks + w * b.landmarks).astype(np.float32)
+        shapes = ((1.0 - w) * a.blendshapes + w * b.blendshapes).astype(np.float32)
+        out.append(FaceDetection(xy, shapes, landmark_box(xy)))
+    return out
+
+
+def analyse_stream(frames: Iterable, make_landmarker: Callable[[], LandmarkBackend],
+                   on_frame: Callable[[int], None] | None = None, keep_crops: bool = False,
+                   rgb_crop_size: int = 0, threads: int | None = None, n_landmarkers: int = 2,
+                   clock: dict | None = None, stride: int = 1) -> VisualAnalysis:
+    """Landmarks + tracks over ``frames`` (VideoFrame-like, in order), like
+    ``tracks.analyse_frames``, on up to ``threads`` threads (default :func:`face_threads`).
+
+    threads == 1: exactly the sequential path (one landmarker, no thread). Else a decoding
+    thread, and ``min(n_landmarkers, threads)`` landmarkers on alternate frames (module doc).
+    The landmarkers are made here and closed before returning. stride > 1: landmarks on every
+    stride-th frame only, interpolated in between (``detect --fast``; changes the answers).
+    """
+    threads = face_threads() if threads is None else max(1, threads)
+    k = max(1, min(n_landmarkers, threads))
+    landmarkers: list[LandmarkBackend] = []
+    stages: list = []  # generators, closed last-first (pools join before the landmarkers close)
+    try:
+        for _ in range(k):
+            landmarkers.append(make_landmarker())
+        if threads > 1:
+            frames = prefetch(frames, clock=clock, map_fn=prepare)
+            stages.append(frames)
+        stages.append(detect_alternating(frames, landmarkers, stride))
+        return track_detections(stages[-1], on_frame, keep_crops, rgb_crop_size)
+    finally:
+        for stage in reversed(stages):
+            stage.close()
+        for lm in landmarkers:
+            lm.close()
