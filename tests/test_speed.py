@@ -82,12 +82,76 @@ def test_pipelined_analysis_identical_signals(example_clip, monkeypatch):
 
 
 def test_pipelined_detect_when_mediapipe_tracks(realclip, monkeypatch):
-    """max_faces=1 with one face in view: MediaPipe tracks between frames, so alternate
-    landmarkers are not bit-identical; the answers must still be the same."""
-    path = realclip("LatentSync/assets/demo1_video.mp4")
+    """max_faces=1 with one face in view: MediaPipe tracks between frames, so the pipeline
+    goes on with one landmarker from the first such frame: still the sequential answer."""
+    path = realclip("AVCrossNet/muxed/E1_silent+target.mkv")
     ref = _detect(path, 1, monkeypatch, max_faces=1, drift=False)
     got = _detect(path, 2, monkeypatch, max_faces=1, drift=False)
     _assert_same(got, ref)
+    assert got.curve == ref.curve
+
+
+class _Stateful:
+    """A fake landmarker with MediaPipe's state rule: after a frame with ``tracks_at_faces``
+    faces its answer depends on that frame; else on the frame alone."""
+
+    def __init__(self, script: dict[int, int], tracks_at_faces: int = 2) -> None:
+        self.script, self.tracks_at_faces, self.prev = script, tracks_at_faces, None
+
+    def detect(self, image, time_s):
+        from avsync.face.landmarks import FaceDetection
+
+        n = int(round(time_s * 25))
+        shift = 0.0
+        if self.prev is not None and self.script.get(self.prev, 1) >= self.tracks_at_faces:
+            shift = 0.001 * self.prev  # "tracked": depends on this landmarker's previous frame
+        self.prev = n
+        faces = []
+        for f in range(self.script.get(n, 1)):
+            xy = np.full((478, 2), 10.0 + 50 * f + shift, np.float32)
+            xy[1] += 20.0
+            box = (10.0 + 50 * f, 10.0, 30.0 + 50 * f, 30.0)
+            faces.append(FaceDetection(xy, np.zeros(10, np.float32), box))
+        return faces
+
+    def close(self):
+        pass
+
+
+def _frames(n: int):
+    from avsync.io.media import VideoFrame
+
+    return [VideoFrame(i, i / 25, np.zeros((8, 8, 3), np.uint8)) for i in range(n)]
+
+
+@pytest.mark.parametrize("script", [{}, {5: 2}, {5: 2, 6: 2, 9: 2}, {0: 2, 1: 2}])
+def test_alternating_landmarkers_give_the_sequential_answers(script):
+    from avsync.face.pipeline import detect_alternating
+
+    frames = _frames(20)
+    ref = [faces for _, faces in detect_alternating(frames, [_Stateful(script)])]
+    got = list(detect_alternating(frames, [_Stateful(script), _Stateful(script)]))
+    assert [f.index for f, _ in got] == list(range(20))
+    for (_, a), b in zip(got, ref, strict=True):
+        assert len(a) == len(b)
+        assert all(np.array_equal(x.landmarks, y.landmarks) for x, y in zip(a, b, strict=True))
+
+
+def test_fast_stride_interpolates_the_skipped_frames():
+    from avsync.face.pipeline import detect_alternating
+
+    class Moving(_Stateful):
+        def detect(self, image, time_s):
+            faces = super().detect(image, time_s)
+            n = int(round(time_s * 25))
+            return [type(f)(f.landmarks + n, f.blendshapes + n, f.box) for f in faces]
+
+    got = list(detect_alternating(_frames(9), [Moving({}), Moving({})], stride=2))
+    assert [f.index for f, _ in got] == list(range(9))
+    for frame, faces in got:  # landmarks move by 1 px per frame: interpolation is exact
+        assert len(faces) == 1
+        assert np.allclose(faces[0].landmarks[0], 10.0 + frame.index)
+        assert np.allclose(faces[0].blendshapes, frame.index)
 
 
 def test_face_threads_follows_the_environment(monkeypatch):

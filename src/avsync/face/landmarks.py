@@ -112,6 +112,9 @@ class MediaPipeLandmarker:
         )
         with quiet_native_stderr():
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self.tracks_at_faces = max_faces
+        """With this many faces in a frame, MediaPipe tracks them into the next frame (its answer
+        then depends on the previous frame); with fewer it detects afresh (face.pipeline)."""
         self._last_ms = -1
         self._calls = 0
         self._raw = raw and raw_result_available(self._landmarker)

@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -135,31 +136,57 @@ def detect_alternating(frames: Iterable, landmarkers: list[LandmarkBackend], str
     """(frame, faces) in frame order; the j-th landmarked frame goes to ``landmarkers[j % k]``
     on that landmarker's own thread, so k frames are landmarked at once.
 
+    Exactness (module doc): a landmarker's answer depends on its previous frame only when that
+    frame had ``max_faces`` faces (MediaPipe then tracks instead of detecting). So at the first
+    frame with ``max_faces`` faces, the frames already sent to the other landmarkers are sent
+    again to the landmarker that saw it, and that one landmarker goes on alone: the result is
+    the sequential one. ``max_faces``: the landmarkers' ``tracks_at_faces`` attribute (None or
+    absent: a stateless backend, never switch).
+
     stride > 1 (``fast``): only every stride-th frame is landmarked; the faces of the frames in
     between are interpolated (:func:`interpolate_faces`), their crops still cut from their own
-    pixels."""
-    k = len(landmarkers)
-    if k == 1 and stride == 1:
+    pixels.
+    """
+    max_faces = getattr(landmarkers[0], "tracks_at_faces", None)
+    if len(landmarkers) == 1 and stride == 1:
         for frame in frames:
             yield frame, landmarkers[0].detect(frame.image, frame.time_s)
         return
-    pools = [ThreadPoolExecutor(1, thread_name_prefix=f"avsync-landmarks{i}") for i in range(k)]
-    pending: deque = deque()  # (frame, future or None for a skipped frame)
+    pools = [ThreadPoolExecutor(1, thread_name_prefix=f"avsync-landmarks{i}")
+             for i in range(len(landmarkers))]
+    active = list(range(len(landmarkers)))  # landmarkers still in use
+    pending: deque = deque()  # [frame, future or None for a skipped frame]
     last: tuple | None = None  # (frame, faces) of the last landmarked frame already yielded
+
+    def submit(i: int, frame) -> Any:
+        fut = pools[i].submit(landmarkers[i].detect, frame.image, frame.time_s)
+        fut.landmarker = i
+        return fut
+
+    def go_sequential(i: int) -> None:
+        """Landmarker i alone from now on; the frames in flight elsewhere are redone on it."""
+        active[:] = [i]
+        for entry in pending:
+            if entry[1] is not None:
+                entry[1].result()  # let the other landmarker finish; its answer is dropped
+                entry[1] = submit(i, entry[0])
 
     def settle(flush: bool) -> Iterator:
         """Yield the oldest pending frames whose faces are known (or can be interpolated)."""
         nonlocal last
         while pending:
-            if not flush and sum(f is not None for _, f in pending) < k:
-                return  # keep k landmarkers busy
+            if not flush and sum(e[1] is not None for e in pending) < len(active):
+                return  # keep every active landmarker busy
             frame0, fut = pending[0]
             if fut is not None:
                 pending.popleft()
-                last = (frame0, fut.result())
+                faces = fut.result()
+                if max_faces is not None and len(active) > 1 and len(faces) >= max_faces:
+                    go_sequential(fut.landmarker)
+                last = (frame0, faces)
                 yield last
                 continue
-            nxt = next(((fr, f) for fr, f in pending if f is not None), None)
+            nxt = next((e for e in pending if e[1] is not None), None)
             pending.popleft()
             if nxt is None or last is None:  # the tail (or no landmarks yet): hold the last faces
                 yield frame0, [] if last is None else list(last[1])
@@ -169,12 +196,11 @@ def detect_alternating(frames: Iterable, landmarkers: list[LandmarkBackend], str
     try:
         j = 0
         for n, frame in enumerate(frames):
-            if n % stride:
-                pending.append((frame, None))
-            else:
-                pending.append((frame, pools[j % k].submit(landmarkers[j % k].detect, frame.image,
-                                                           frame.time_s)))
+            fut = None
+            if n % stride == 0:
+                fut = submit(active[j % len(active)], frame)
                 j += 1
+            pending.append([frame, fut])
             yield from settle(False)
         yield from settle(True)
     finally:
