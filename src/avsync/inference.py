@@ -158,9 +158,9 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     Videos faster than 37.5 fps are analysed on a 25 fps grid (``rate_fps``; face.frame_rate).
     When no face stays MIN_TRACK_FRAMES at ANALYSIS_MAX_SIDE, a second pass looks for small faces
     at up to SEARCH_MAX_SIDE px (tiles + one landmarker per face crop; avsync.face.small_faces).
-    The face analysis uses every core allowed (avsync.face.pipeline: same answers); fast:
-    landmarks on every FAST_STRIDE-th frame only, interpolated between (measured accuracy cost:
-    docs/BENCHMARKS.md "Speed v2").
+    The face analysis overlaps decoding, landmarks and tracking on the cores allowed
+    (avsync.face.pipeline: same answers); fast: landmarks on every FAST_STRIDE-th frame only,
+    interpolated between, by two landmarkers (measured accuracy cost: docs/BENCHMARKS.md).
     """
     clock = clock if clock is not None else {"decode": 0.0}
     clock.setdefault("decode", 0.0)
@@ -179,8 +179,8 @@ def analyse_video(path: str | Path, max_faces: int = 4,
         analysis.rate_fps = rate_fps
         return analysis
 
-    analysis = run(ANALYSIS_MAX_SIDE, lambda: create_landmarker(face_backend, max_faces=max_faces), 2,
-                   FAST_STRIDE if fast else 1)
+    analysis = run(ANALYSIS_MAX_SIDE, lambda: create_landmarker(face_backend, max_faces=max_faces),
+                   2 if fast else 1, FAST_STRIDE if fast else 1)
     if not any(t.n_frames >= MIN_TRACK_FRAMES for t in analysis.tracks):
         # Nothing usable at 640 px: look again for small faces (wide shots), see face.small_faces.
         t1 = time.perf_counter()

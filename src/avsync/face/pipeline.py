@@ -1,25 +1,29 @@
 """The visual front end on several cores: decoding, landmarks and tracking run side by side.
 
 Sequentially, every frame waits for the last one's decode, colour conversion, landmarks and
-mouth crops in turn. Here (when more than one thread is allowed, see :func:`face_threads`):
+mouth crops in turn. Here (when more than one thread is allowed, see :func:`face_threads`),
+three stages overlap, each in frame order:
 
 * a decoding thread reads, converts and downscales the frames (PyAV, which releases the GIL)
   and computes what the tracker needs from the whole image (cut histogram, grey image), a few
   frames ahead (``PREFETCH_FRAMES``);
-* ``n_landmarkers`` landmarker instances take alternate frames (frame n goes to landmarker
-  n mod k), each on its own thread (MediaPipe runs its graph in native threads, GIL released);
-* the calling thread associates the faces into tracks, in frame order.
+* the landmarker works on frame n + 1 on its own thread (MediaPipe runs its graph in native
+  threads, GIL released) ...
+* ... while the calling thread cuts frame n's mouth crops and associates its faces into tracks.
 
-Same answers: with fewer faces in view than ``max_faces``, MediaPipe's VIDEO mode runs its face
-detector on every frame and its landmarks depend on that frame alone (measured: bit-identical
-landmarks whether frames are fed in order or in alternating chunks), so alternating
-landmarkers give exactly the sequential result. With ``max_faces`` faces or more it tracks, so
-each landmarker then tracks from two frames back instead of one; the answers were the same on
-the clips we tried (tests/test_speed.py), but the landmarks are not bit-identical.
-The small-face second pass (one ``max_faces=1`` landmarker per face crop, which always tracks)
-keeps one landmarker and only uses the decoding thread.
+Same answers, exactly: the landmarker sees the same frames in the same order, the tracker gets
+the same inputs (tests/test_speed.py compares the signals, crops and curves).
 
-Memory: at most ``PREFETCH_FRAMES`` decoded frames wait in the queue plus one per landmarker.
+Not the default: ``n_landmarkers=2`` (``detect --fast``) gives alternate landmarked frames to
+two landmarkers. MediaPipe's VIDEO mode carries state from one frame to the next: with
+``max_faces`` faces in view it tracks instead of detecting, and a face it stops detecting is
+still tracked from the previous frame. So the two landmarkers' answers differ from one
+landmarker's wherever that state matters (on a 60 s 720p clip: 2 frames of 1500, where a second
+face appeared, enough to split a track differently and move the confidence by 0.16). At the
+first frame with ``max_faces`` faces the pipeline goes on with one landmarker (exact from
+there); the other differences remain.
+
+Memory: at most ``PREFETCH_FRAMES`` decoded frames wait in the queue plus two per landmarker.
 """
 
 from __future__ import annotations
@@ -131,10 +135,13 @@ def prefetch(items: Iterable, depth: int = PREFETCH_FRAMES, clock: dict | None =
         thread.join()
 
 
-def detect_alternating(frames: Iterable, landmarkers: list[LandmarkBackend], stride: int = 1
-                       ) -> Iterator:
+def detect_alternating(frames: Iterable, landmarkers: list[LandmarkBackend], stride: int = 1,
+                       ahead: int = 0) -> Iterator:
     """(frame, faces) in frame order; the j-th landmarked frame goes to ``landmarkers[j % k]``
-    on that landmarker's own thread, so k frames are landmarked at once.
+    on that landmarker's own thread, so k frames are landmarked at once, and ``ahead`` more are
+    queued (``ahead=1`` with one landmarker: it works on the next frame while the caller
+    tracks this one; with several landmarkers keep ``ahead=0``, which the switch to one
+    landmarker below assumes). One landmarker, stride 1, ahead 0: plain calls, no thread.
 
     Exactness (module doc): a landmarker's answer depends on its previous frame only when that
     frame had ``max_faces`` faces (MediaPipe then tracks instead of detecting). So at the first
@@ -148,7 +155,7 @@ def detect_alternating(frames: Iterable, landmarkers: list[LandmarkBackend], str
     pixels.
     """
     max_faces = getattr(landmarkers[0], "tracks_at_faces", None)
-    if len(landmarkers) == 1 and stride == 1:
+    if len(landmarkers) == 1 and stride == 1 and ahead == 0:
         for frame in frames:
             yield frame, landmarkers[0].detect(frame.image, frame.time_s)
         return
@@ -175,7 +182,7 @@ def detect_alternating(frames: Iterable, landmarkers: list[LandmarkBackend], str
         """Yield the oldest pending frames whose faces are known (or can be interpolated)."""
         nonlocal last
         while pending:
-            if not flush and sum(e[1] is not None for e in pending) < len(active):
+            if not flush and sum(e[1] is not None for e in pending) < len(active) + ahead:
                 return  # keep every active landmarker busy
             frame0, fut = pending[0]
             if fut is not None:
@@ -235,13 +242,14 @@ def interpolate_faces(before: tuple, after: tuple, time_s: float) -> list[FaceDe
 
 def analyse_stream(frames: Iterable, make_landmarker: Callable[[], LandmarkBackend],
                    on_frame: Callable[[int], None] | None = None, keep_crops: bool = False,
-                   rgb_crop_size: int = 0, threads: int | None = None, n_landmarkers: int = 2,
+                   rgb_crop_size: int = 0, threads: int | None = None, n_landmarkers: int = 1,
                    clock: dict | None = None, stride: int = 1) -> VisualAnalysis:
     """Landmarks + tracks over ``frames`` (VideoFrame-like, in order), like
     ``tracks.analyse_frames``, on up to ``threads`` threads (default :func:`face_threads`).
 
-    threads == 1: exactly the sequential path (one landmarker, no thread). Else a decoding
-    thread, and ``min(n_landmarkers, threads)`` landmarkers on alternate frames (module doc).
+    threads == 1: the sequential path (no thread with one landmarker). Else a decoding thread,
+    the landmarker one frame ahead of the tracker, and with ``n_landmarkers`` > 1 that many
+    landmarkers on alternate frames (not the same answers: module doc).
     The landmarkers are made here and closed before returning. stride > 1: landmarks on every
     stride-th frame only, interpolated in between (``detect --fast``; changes the answers).
     """
@@ -255,7 +263,8 @@ def analyse_stream(frames: Iterable, make_landmarker: Callable[[], LandmarkBacke
         if threads > 1:
             frames = prefetch(frames, clock=clock, map_fn=prepare)
             stages.append(frames)
-        stages.append(detect_alternating(frames, landmarkers, stride))
+        ahead = int(threads > 1 and k == 1)  # two alternating landmarkers keep both cores busy
+        stages.append(detect_alternating(frames, landmarkers, stride, ahead))
         return track_detections(stages[-1], on_frame, keep_crops, rgb_crop_size)
     finally:
         for stage in reversed(stages):
