@@ -170,7 +170,7 @@ def analyse_video(path: str | Path, max_faces: int = 4,
 
     def run(max_side: int, make: Callable[[], LandmarkBackend], n_landmarkers: int,
             stride: int = 1) -> VisualAnalysis:
-        frames = _timed(iter(iter_video_frames(path, max_side=max_side, rotate=rotate)), clock)
+        frames = _timed(iter(iter_video_frames(path, max_side=max_side, rotate=rotate, lazy=True)), clock)
         if rate_fps is not None:
             frames = on_grid(frames, rate_fps)
         analysis = analyse_stream(frames, make, on_frame, keep_crops=keep_crops,  # face.pipeline

@@ -4,9 +4,10 @@ Sequentially, every frame waits for the last one's decode, colour conversion, la
 mouth crops in turn. Here (when more than one thread is allowed, see :func:`face_threads`),
 three stages overlap, each in frame order:
 
-* a decoding thread reads, converts and downscales the frames (PyAV, which releases the GIL)
-  and computes what the tracker needs from the whole image (cut histogram, grey image), a few
-  frames ahead (``PREFETCH_FRAMES``);
+* a decoding thread decodes the frames (PyAV, which releases the GIL; its decoder has threads
+  of its own) and a converting thread converts and downscales them (io.media.DecodedFrame) and
+  computes what the tracker needs from the whole image (cut histogram, grey image), a few
+  frames ahead (``RAW_PREFETCH_FRAMES``, ``PREFETCH_FRAMES``);
 * the landmarker works on frame n + 1 on its own thread (MediaPipe runs its graph in native
   threads, GIL released) ...
 * ... while the calling thread cuts frame n's mouth crops and associates its faces into tracks.
@@ -23,7 +24,8 @@ face appeared, enough to split a track differently and move the confidence by 0.
 first frame with ``max_faces`` faces the pipeline goes on with one landmarker (exact from
 there); the other differences remain.
 
-Memory: at most ``PREFETCH_FRAMES`` decoded frames wait in the queue plus two per landmarker.
+Memory: at most ``RAW_PREFETCH_FRAMES`` decoded and ``PREFETCH_FRAMES`` converted frames wait
+in the queues, plus two per landmarker.
 """
 
 from __future__ import annotations
@@ -43,9 +45,13 @@ import numpy as np
 from avsync.face.landmarks import FaceDetection, LandmarkBackend, landmark_box
 from avsync.face.mouth import grey_image
 from avsync.face.tracks import MIN_IOU, VisualAnalysis, box_iou, frame_hist, track_detections
+from avsync.io.media import VideoFrame
 
 PREFETCH_FRAMES: int = 8
-"""Decoded frames the decoding thread may hold ready (640 px RGB: ~0.7 MB each)."""
+"""Converted frames the converting thread may hold ready (640 px RGB: ~0.7 MB each)."""
+
+RAW_PREFETCH_FRAMES: int = 4
+"""Decoded, not yet converted frames the decoding thread may hold ready (4K YUV: 12 MB each)."""
 
 FAST_STRIDE: int = 2
 """``detect --fast``: landmarks on every FAST_STRIDE-th frame, interpolated in between."""
@@ -82,9 +88,20 @@ class PreparedFrame:
     hist: np.ndarray
 
 
-def prepare(frame) -> PreparedFrame:
-    return PreparedFrame(frame.index, frame.time_s, frame.image, grey_image(frame.image),
-                         frame_hist(frame.image))
+def prepare(frame, clock: dict | None = None) -> PreparedFrame:
+    """Convert a (lazily decoded, io.media.DecodedFrame) frame and compute its grey image and
+    cut histogram; clock["convert"] (s) accumulates the time (one thread writes it)."""
+    t0 = time.perf_counter()
+    image = frame.image  # a DecodedFrame converts here
+    out = PreparedFrame(frame.index, frame.time_s, image, grey_image(image), frame_hist(image))
+    if clock is not None:
+        clock["convert"] = clock.get("convert", 0.0) + time.perf_counter() - t0
+    return out
+
+
+def materialize(frame) -> VideoFrame:
+    """A VideoFrame whose image is converted once (DecodedFrame.image converts on each read)."""
+    return frame if isinstance(frame, VideoFrame) else VideoFrame(frame.index, frame.time_s, frame.image)
 
 
 _END = object()
@@ -260,9 +277,12 @@ def analyse_stream(frames: Iterable, make_landmarker: Callable[[], LandmarkBacke
     try:
         for _ in range(k):
             landmarkers.append(make_landmarker())
-        if threads > 1:
-            frames = prefetch(frames, clock=clock, map_fn=prepare)
+        if threads > 1:  # decoding thread -> converting thread -> landmarker thread -> here
+            stages.append(prefetch(frames, depth=RAW_PREFETCH_FRAMES))
+            frames = prefetch(stages[-1], clock=clock, map_fn=lambda f: prepare(f, clock))
             stages.append(frames)
+        else:
+            frames = map(materialize, frames)
         ahead = int(threads > 1 and k == 1)  # two alternating landmarkers keep both cores busy
         stages.append(detect_alternating(frames, landmarkers, stride, ahead))
         return track_detections(stages[-1], on_frame, keep_crops, rgb_crop_size)
