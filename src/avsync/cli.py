@@ -96,6 +96,9 @@ def detect(
                                              "like syncnet_python (peer methods only)."),
     audio_stream: int | None = typer.Option(None, min=0, help="Audio stream N (0 = first; "
                                             "default: the default-disposition one)."),
+    fast: bool = typer.Option(False, "--fast", help="Face landmarks on every other frame, "
+                              "interpolated between: faster, slightly less accurate "
+                              "(docs/BENCHMARKS.md, Speed v2)."),
 ) -> None:
     """Measure the offset between lips and voice (offset > 0: audio LATE)."""
     from avsync.inference import detect as run_detect
@@ -112,7 +115,7 @@ def detect(
                                     max_faces=max_faces, face_backend=face_backend,
                                     max_offset_ms=max_offset_ms, rotate=rotate,
                                     weights=weights, s3fd_weights=s3fd_weights,
-                                    audio_stream=audio_stream,
+                                    audio_stream=audio_stream, fast=fast,
                                     on_frame=lambda n, t=task: bar.update(t, completed=n + 1))
             if plot is not None:
                 from avsync.plots import plot_result

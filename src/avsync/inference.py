@@ -12,8 +12,9 @@ import numpy as np
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
 from avsync.face.frame_rate import analysis_rate, on_grid
 from avsync.face.landmarks import LandmarkBackend, create_landmarker
+from avsync.face.pipeline import FAST_STRIDE, analyse_stream
 from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
-from avsync.face.tracks import Track, VisualAnalysis, analyse_frames
+from avsync.face.tracks import Track, VisualAnalysis
 from avsync.features import SILENCE_RMS, AudioFeatures, stream_features
 from avsync.io import iter_video_frames, probe
 from avsync.io.audio import describe_audio_stream, iter_audio_blocks
@@ -148,7 +149,7 @@ def analyse_video(path: str | Path, max_faces: int = 4,
                   on_frame: Callable[[int], None] | None = None,
                   clock: dict | None = None, face_backend: str = "mediapipe",
                   keep_crops: bool = False, rgb_crop_size: int = 0,
-                  rotate: str | int | None = "auto") -> VisualAnalysis:
+                  rotate: str | int | None = "auto", fast: bool = False) -> VisualAnalysis:
     """Decode + landmarks + tracks (the expensive, method-independent part).
 
     rotate: "auto" turns phone clips upright from their display matrix; 0/90/180/270 force
@@ -158,6 +159,9 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     Videos faster than 37.5 fps are analysed on a 25 fps grid (``rate_fps``; face.frame_rate).
     When no face stays MIN_TRACK_FRAMES at ANALYSIS_MAX_SIDE, a second pass looks for small faces
     at up to SEARCH_MAX_SIDE px (tiles + one landmarker per face crop; avsync.face.small_faces).
+    The face analysis overlaps decoding, landmarks and tracking on the cores allowed
+    (avsync.face.pipeline: same answers); fast: landmarks on every FAST_STRIDE-th frame only,
+    interpolated between, by two landmarkers (measured accuracy cost: docs/BENCHMARKS.md).
     """
     clock = clock if clock is not None else {"decode": 0.0}
     clock.setdefault("decode", 0.0)
@@ -165,29 +169,29 @@ def analyse_video(path: str | Path, max_faces: int = 4,
 
     rate_fps = analysis_rate(probe(path).fps)
 
-    def run(max_side: int, make: Callable[[], LandmarkBackend]) -> VisualAnalysis:
-        landmarker = make()
-        try:
-            frames = _timed(iter(iter_video_frames(path, max_side=max_side, rotate=rotate)), clock)
-            if rate_fps is not None:
-                frames = on_grid(frames, rate_fps)
-            analysis = analyse_frames(frames, landmarker, on_frame, keep_crops=keep_crops,
-                                      rgb_crop_size=rgb_crop_size)
-        finally:
-            landmarker.close()
+    def run(max_side: int, make: Callable[[], LandmarkBackend], n_landmarkers: int,
+            stride: int = 1) -> VisualAnalysis:
+        frames = _timed(iter(iter_video_frames(path, max_side=max_side, rotate=rotate, lazy=True)), clock)
+        if rate_fps is not None:
+            frames = on_grid(frames, rate_fps)
+        analysis = analyse_stream(frames, make, on_frame, keep_crops=keep_crops,  # face.pipeline
+                                  rgb_crop_size=rgb_crop_size, n_landmarkers=n_landmarkers, clock=clock,
+                                  stride=stride)
         analysis.rate_fps = rate_fps
         return analysis
 
-    analysis = run(ANALYSIS_MAX_SIDE, lambda: create_landmarker(face_backend, max_faces=max_faces))
+    analysis = run(ANALYSIS_MAX_SIDE, lambda: create_landmarker(face_backend, max_faces=max_faces),
+                   2 if fast else 1, FAST_STRIDE if fast else 1)
     if not any(t.n_frames >= MIN_TRACK_FRAMES for t in analysis.tracks):
         # Nothing usable at 640 px: look again for small faces (wide shots), see face.small_faces.
         t1 = time.perf_counter()
         second = run(SEARCH_MAX_SIDE, lambda: RegionLandmarker(
-            lambda: create_landmarker(face_backend, max_faces=1), max_faces=max_faces))
+            lambda: create_landmarker(face_backend, max_faces=1), max_faces=max_faces), 1)
         if sum(t.n_frames for t in second.tracks) > sum(t.n_frames for t in analysis.tracks):
             analysis = second
         clock["small_faces"] = time.perf_counter() - t1  # decode + faces of the second pass
-    clock["face"] = time.perf_counter() - t0 - clock["decode"]
+    # Pipelined (face.pipeline): "decode" ran on its own thread; "face" is the rest of the wall time.
+    clock["face"] = time.perf_counter() - t0 - clock.pop("decode_wait", clock["decode"])
     return analysis
 
 
@@ -252,14 +256,17 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
            drift: bool = True, on_frame: Callable[[int], None] | None = None,
            face_backend: str = "mediapipe", max_offset_ms: float | None = None,
            rotate: str | int | None = "auto", weights: str | Path | None = None,
-           s3fd_weights: str | Path | None = None, audio_stream: int | None = None) -> SyncResult:
+           s3fd_weights: str | Path | None = None, audio_stream: int | None = None,
+           fast: bool = False) -> SyncResult:
     """Measure the lip-sync offset of one video file (see SyncResult for the sign).
 
     max_offset_ms: wide search range (avsync.search): None = +-5 s when the normal
     +-max_offset_frames search is unreliable, 0 = off, up to 10000 = always.
     rotate: "auto" (the file's display matrix, as players do) or a forced clockwise turn.
     weights / s3fd_weights: the user's files for the peer methods (avsync.peers).
-    audio_stream: which audio stream to use (0 = first; None = the default one)."""
+    audio_stream: which audio stream to use (0 = first; None = the default one).
+    fast: landmarks on every other frame (see analyse_video; a measured accuracy cost; files
+    analysed segment by segment, avsync.streaming, ignore it)."""
     from avsync import search, streaming
 
     if max_offset_frames < 1:
@@ -269,8 +276,8 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     model = (create_model(method, weights=weights, s3fd_weights=s3fd_weights) if isinstance(method, str)
              else method)
     if hasattr(model, "detect_file"):  # peer models score whole files at 25 fps (avsync.peers)
-        if rotate != "auto" or max_offset_ms or audio_stream is not None:
-            raise AvsyncError(f"{model.name} takes none of --rotate, --max-offset-ms, --audio-stream "
+        if rotate != "auto" or max_offset_ms or audio_stream is not None or fast:
+            raise AvsyncError(f"{model.name} takes none of --rotate, --max-offset-ms, --audio-stream, --fast "
                               "(it follows the file's display matrix and searches +-max-offset-frames)")
         return model.detect_file(path, max_offset_frames=max_offset_frames, max_faces=max_faces,
                                  face_backend=face_backend, on_frame=on_frame)
@@ -292,7 +299,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     else:
         analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
                                  face_backend=face_backend, keep_crops=needs_neural(model),
-                                 rotate=rotate)
+                                 rotate=rotate, fast=fast)
     if analysis.n_frames < MIN_TRACK_FRAMES:
         raise AvsyncError(f"{path}: the video has {analysis.n_frames} frame(s); "
                           f"at least {MIN_TRACK_FRAMES} are needed")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avsync.face.tracks import CUT_THRESHOLD, Track, Tracker, VisualAnalysis, _hist
+from avsync.face.tracks import CUT_THRESHOLD, Track, Tracker, VisualAnalysis, frame_hist
 from avsync.features import AudioFeatures
 from avsync.models.registry import SyncMethod, needs_neural
 from avsync.segments import TrackEvidence, combine_tracks, drop_audio_caches, score_segment, segment_frames
@@ -178,18 +178,20 @@ def _drop_head(track: Track, k: int) -> None:
             setattr(track, name, store)
 
 
-def _pass(frames: Iterator, landmarker, scorer: SegmentScorer, keep_crops: bool,
+def _pass(detected: Iterator, scorer: SegmentScorer, keep_crops: bool,
           on_frame: Callable[[int], None] | None) -> int:
-    """The loop of face.tracks.analyse_frames with the scorer called after every frame."""
+    """The loop of face.tracks.track_detections over ``(frame, faces)`` pairs (face.pipeline),
+    with the scorer called after every frame."""
     tracker = Tracker(keep_crops=keep_crops)
     prev_hist, n = None, 0
-    for n, frame in enumerate(frames, start=1):
+    for n, (frame, faces) in enumerate(detected, start=1):
         image = frame.image
-        hist = _hist(image)
+        hist = getattr(frame, "hist", None)
+        hist = frame_hist(image) if hist is None else hist
         if prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > CUT_THRESHOLD:
             tracker.cut()
         prev_hist = hist
-        tracker.update(n - 1, frame.time_s, image, landmarker.detect(image, frame.time_s))
+        tracker.update(n - 1, frame.time_s, image, faces, getattr(frame, "grey", None))
         scorer.after_frame(tracker, frame.time_s)
         if on_frame is not None:
             on_frame(n - 1)
@@ -219,6 +221,7 @@ class StreamScorer:
     def run(self, centres: list[int]) -> tuple[SegmentScorer, int]:
         """One pass (the small-face pass when the first found nothing); (scorer, frames)."""
         from avsync.face.landmarks import create_landmarker
+        from avsync.face.pipeline import detected_frames
         from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
         from avsync.inference import ANALYSIS_MAX_SIDE, shifts_for
 
@@ -229,15 +232,12 @@ class StreamScorer:
 
             scorer = SegmentScorer(self.method, self.audio, self.fps, shifts_for(self.max_offset_frames),
                                    self.n_null, self.drift, centres, self.clock)
-            landmarker = make()
-            try:
-                frames = _timed(iter(iter_video_frames(self.path, max_side=max_side, rotate=self.rotate)),
-                                self.clock)
-                if self.rate_fps is not None:
-                    frames = on_grid(frames, self.rate_fps)
-                n = _pass(frames, landmarker, scorer, needs_neural(self.method), self.on_frame)
-            finally:
-                landmarker.close()
+            frames = _timed(iter(iter_video_frames(self.path, max_side=max_side, rotate=self.rotate,
+                                                   lazy=True)), self.clock)
+            if self.rate_fps is not None:
+                frames = on_grid(frames, self.rate_fps)
+            with detected_frames(frames, make, clock=self.clock) as detected:  # face.pipeline
+                n = _pass(detected, scorer, needs_neural(self.method), self.on_frame)
             return scorer, n
 
         first = None

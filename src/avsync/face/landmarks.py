@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from avsync.errors import AvsyncError
+from avsync.face.mp_result import raw_result_available, read_result
 
 # MediaPipe's C++ logging is noisy on stderr; keep it to errors.
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -42,6 +43,12 @@ class FaceDetection:
     landmarks: np.ndarray
     blendshapes: np.ndarray
     box: tuple[float, float, float, float]
+
+
+def landmark_box(xy: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) box around (N, 2) landmark pixels."""
+    return (float(xy[:, 0].min()), float(xy[:, 1].min()),
+            float(xy[:, 0].max()), float(xy[:, 1].max()))
 
 
 class LandmarkBackend(Protocol):
@@ -89,7 +96,9 @@ def face_landmarker_model_path() -> Path:
 class MediaPipeLandmarker:
     """MediaPipe FaceLandmarker in VIDEO mode (it tracks between frames, so feed frames in order)."""
 
-    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5) -> None:
+    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5, raw: bool = True) -> None:
+        """raw: read the results straight from MediaPipe's C structs (face.mp_result; the same
+        numbers, without 478 Python objects per face); False: through its Python API."""
         from mediapipe.tasks.python import BaseOptions, vision
 
         options = vision.FaceLandmarkerOptions(
@@ -103,8 +112,12 @@ class MediaPipeLandmarker:
         )
         with quiet_native_stderr():
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self.tracks_at_faces = max_faces
+        """With this many faces in a frame, MediaPipe tracks them into the next frame (its answer
+        then depends on the previous frame); with fewer it detects afresh (face.pipeline)."""
         self._last_ms = -1
         self._calls = 0
+        self._raw = raw and raw_result_available(self._landmarker)
 
     def detect(self, image: np.ndarray, time_s: float) -> list[FaceDetection]:
         import mediapipe as mp
@@ -116,10 +129,18 @@ class MediaPipeLandmarker:
         mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
         if self._calls < 2:  # the first inferences log warnings of their own
             with quiet_native_stderr():
-                result = self._landmarker.detect_for_video(mp_image, time_ms)
+                faces = self._run(mp_image, time_ms, w, h)
         else:
-            result = self._landmarker.detect_for_video(mp_image, time_ms)
+            faces = self._run(mp_image, time_ms, w, h)
         self._calls += 1
+        return faces
+
+    def _run(self, mp_image, time_ms: int, w: int, h: int) -> list[FaceDetection]:
+        if self._raw:
+            return [FaceDetection(xy, shapes, landmark_box(xy))
+                    for xy, shapes in read_result(self._landmarker, mp_image, time_ms, w, h,
+                                                  BLENDSHAPE_NAMES)]
+        result = self._landmarker.detect_for_video(mp_image, time_ms)
         faces = []
         for i, pts in enumerate(result.face_landmarks):
             xy = np.array([(p.x * w, p.y * h) for p in pts], dtype=np.float32)
@@ -127,9 +148,7 @@ class MediaPipeLandmarker:
             if result.face_blendshapes:
                 by_name = {c.category_name: c.score for c in result.face_blendshapes[i]}
                 shapes = np.array([by_name.get(n, np.nan) for n in BLENDSHAPE_NAMES], np.float32)
-            box = (float(xy[:, 0].min()), float(xy[:, 1].min()),
-                   float(xy[:, 0].max()), float(xy[:, 1].max()))
-            faces.append(FaceDetection(landmarks=xy, blendshapes=shapes, box=box))
+            faces.append(FaceDetection(landmarks=xy, blendshapes=shapes, box=landmark_box(xy)))
         return faces
 
     def close(self) -> None:
@@ -174,9 +193,8 @@ class DlibLandmarker:
         for r in rects:
             shape = self._predictor(image, r)
             xy = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-            box = (float(xy[:, 0].min()), float(xy[:, 1].min()),
-                   float(xy[:, 0].max()), float(xy[:, 1].max()))
-            faces.append(FaceDetection(xy, np.full(len(BLENDSHAPE_NAMES), np.nan, np.float32), box))
+            faces.append(FaceDetection(xy, np.full(len(BLENDSHAPE_NAMES), np.nan, np.float32),
+                                       landmark_box(xy)))
         return faces
 
     def close(self) -> None:

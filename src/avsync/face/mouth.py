@@ -104,11 +104,22 @@ def mouth_affine(landmarks: np.ndarray, width: int = CROP_W, height: int = CROP_
     return m
 
 
+def grey_image(image: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 grey of an (H, W, 3) RGB image (what :func:`mouth_crop` crops from)."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
 def mouth_crop(image: np.ndarray, landmarks: np.ndarray, width: int = CROP_W,
-               height: int = CROP_H, grey: bool = True) -> np.ndarray:
-    """Landmark-aligned mouth crop: (height, width) uint8 grey, or (height, width, 3) RGB."""
+               height: int = CROP_H, grey: bool = True, grey_src: np.ndarray | None = None
+               ) -> np.ndarray:
+    """Landmark-aligned mouth crop: (height, width) uint8 grey, or (height, width, 3) RGB.
+
+    grey_src: ``grey_image(image)`` when the caller already has it (several crops per frame)."""
     m = mouth_affine(landmarks, width, height)
-    src = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if grey else image
+    if grey:
+        src = grey_src if grey_src is not None else grey_image(image)
+    else:
+        src = image
     return cv2.warpAffine(src, m, (width, height), flags=cv2.INTER_AREA,
                           borderMode=cv2.BORDER_REPLICATE)
 

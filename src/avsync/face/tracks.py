@@ -21,6 +21,7 @@ from avsync.face.mouth import (
     SIGNAL_NAMES,
     flow_signals,
     frame_signals,
+    grey_image,
     mouth_affine,
     mouth_crop,
     scheme_for,
@@ -143,7 +144,8 @@ class VisualAnalysis:
     """Set when the frames were resampled onto a grid of this rate (see face.frame_rate)."""
 
 
-def _hist(image: np.ndarray) -> np.ndarray:
+def frame_hist(image: np.ndarray) -> np.ndarray:
+    """(512,) normalised 8x8x8 RGB histogram of a 64x36 thumbnail (shot-cut test)."""
     small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA)
     h = cv2.calcHist([small], [0, 1, 2], None, [8, 8, 8], [0, 256] * 3).ravel()
     return h / max(h.sum(), 1.0)
@@ -179,7 +181,10 @@ class Tracker:
         self.shot += 1
 
     def update(self, index: int, time_s: float, image: np.ndarray,
-               faces: list[FaceDetection]) -> None:
+               faces: list[FaceDetection], grey: np.ndarray | None = None) -> None:
+        """Associate one frame's faces; grey: ``grey_image(image)`` if already computed."""
+        if faces and grey is None:
+            grey = grey_image(image)
         pairs = sorted(((box_iou(t.boxes[-1], f.box), i, j) for i, t in enumerate(self.active)
                         for j, f in enumerate(faces)), reverse=True)
         used_t, used_f = set(), set()
@@ -188,7 +193,7 @@ class Tracker:
                 continue
             used_t.add(i)
             used_f.add(j)
-            self._append(self.active[i], index, time_s, image, faces[j])
+            self._append(self.active[i], index, time_s, image, grey, faces[j])
         for j, face in enumerate(faces):
             if j not in used_f:
                 track = Track(track_id=self._next_id, shot=self.shot)
@@ -197,7 +202,7 @@ class Tracker:
                     track.mouth = RowStore((KEPT_CROP_SIZE, KEPT_CROP_SIZE), np.uint8)
                     track.lips = RowStore((N_LIP_POINTS, 2), np.float16)
                 self.active.append(track)
-                self._append(track, index, time_s, image, face)
+                self._append(track, index, time_s, image, grey, face)
         still = []
         for track in self.active:
             if index - track.last_seen > MAX_GAP_FRAMES:
@@ -207,7 +212,7 @@ class Tracker:
         self.active = still
 
     def _append(self, track: Track, index: int, time_s: float, image: np.ndarray,
-                face: FaceDetection) -> None:
+                grey: np.ndarray, face: FaceDetection) -> None:
         # Fill the frames the detector missed with NaN rows (interpolated later).
         if track.last_seen >= 0:
             for k in range(track.last_seen + 1, index):
@@ -223,7 +228,7 @@ class Tracker:
                         track.rgb.append(track.rgb[-1])
                         track.lips_px.append(np.full((N_LIP_POINTS, 2), np.nan, np.float32))
             track.prev_crop = track.prev_crop if index - track.last_seen == 1 else None
-        crop = mouth_crop(image, face.landmarks)
+        crop = mouth_crop(image, face.landmarks, grey_src=grey)
         flow = flow_signals(track.prev_crop, crop)
         track.prev_crop = crop
         track.frame_index.append(index)
@@ -232,7 +237,8 @@ class Tracker:
         track.boxes.append(face.box)
         track.last_seen = index
         if self.keep_crops:
-            track.mouth.append(mouth_crop(image, face.landmarks, KEPT_CROP_SIZE, KEPT_CROP_SIZE))
+            track.mouth.append(mouth_crop(image, face.landmarks, KEPT_CROP_SIZE, KEPT_CROP_SIZE,
+                                          grey_src=grey))
             track.lips.append(lip_points(face.landmarks))
             track.valid.append(True)
             if self.rgb_crop_size:
@@ -256,21 +262,31 @@ def analyse_frames(frames: Iterable, landmarker: LandmarkBackend,
     keep_crops: also store per-frame mouth crops and lip points in the tracks (see Track);
     rgb_crop_size: with keep_crops, also RGB crops of that side (see Track).
     """
+    detected = ((frame, landmarker.detect(frame.image, frame.time_s)) for frame in frames)
+    return track_detections(detected, on_frame, keep_crops, rgb_crop_size)
+
+
+def track_detections(detected: Iterable, on_frame: Callable[[int], None] | None = None,
+                     keep_crops: bool = False, rgb_crop_size: int = 0) -> VisualAnalysis:
+    """Shot cuts + tracking over ``(frame, faces)`` pairs in frame order (see analyse_frames).
+
+    A frame may carry ``hist`` (its :func:`frame_hist`) and ``grey`` (``grey_image(image)``),
+    computed ahead by a decoding thread (face.pipeline); else they are computed here."""
     tracker = Tracker(keep_crops=keep_crops, rgb_crop_size=rgb_crop_size)
     prev_hist = None
     times: list[float] = []
     cuts: list[int] = []
     size = (0, 0)
-    for n, frame in enumerate(frames):
+    for n, (frame, faces) in enumerate(detected):
         image = frame.image
         size = image.shape[1], image.shape[0]
-        hist = _hist(image)
+        hist = getattr(frame, "hist", None)
+        hist = frame_hist(image) if hist is None else hist
         if prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > CUT_THRESHOLD:
             cuts.append(n)
             tracker.cut()
         prev_hist = hist
-        faces = landmarker.detect(image, frame.time_s)
-        tracker.update(n, frame.time_s, image, faces)
+        tracker.update(n, frame.time_s, image, faces, getattr(frame, "grey", None))
         times.append(frame.time_s)
         if on_frame is not None:
             on_frame(n)

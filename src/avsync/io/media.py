@@ -106,6 +106,24 @@ class VideoFrame:
 
 
 @dataclass(frozen=True, eq=False)
+class DecodedFrame:
+    """A decoded frame whose RGB conversion is left to the reader (``lazy=True`` of
+    :func:`iter_video_frames`): ``image`` converts on each access, so another thread can do it
+    (avsync.face.pipeline); ``frame`` is PyAV's frame, ``time_s`` on the container clock."""
+
+    index: int
+    time_s: float
+    frame: Any
+    max_side: int | None
+    rotation_cw: int
+
+    @property
+    def image(self) -> np.ndarray:
+        """HxWx3 uint8 RGB, as VideoFrame.image."""
+        return _to_rgb(self.frame, self.max_side, self.rotation_cw)
+
+
+@dataclass(frozen=True, eq=False)
 class AudioTrack:
     """Mono float32 samples in [-1, 1]; ``samples[0]`` plays at ``start_s`` (container clock)."""
 
@@ -324,7 +342,8 @@ def _to_rgb(frame: Any, max_side: int | None, rotation_cw: int = 0) -> np.ndarra
 
 
 def iter_video_frames(
-    path: str | os.PathLike[str], max_side: int | None = 640, rotate: str | int | None = "auto"
+    path: str | os.PathLike[str], max_side: int | None = 640, rotate: str | int | None = "auto",
+    lazy: bool = False,
 ) -> Iterator[VideoFrame]:
     """Stream the presented video frames of ``path`` in display order, in constant memory.
 
@@ -334,7 +353,8 @@ def iter_video_frames(
     clips); 0/90/180/270 force that clockwise turn instead. Frame times are
     ``pts * time_base`` in seconds (``index / fps`` after the first time when pts is missing).
     Raises MediaError (before the first frame) when there is no video stream or when no frame
-    decodes; a truncated file yields the frames that decode, then stops.
+    decodes; a truncated file yields the frames that decode, then stops. ``lazy``: yield
+    :class:`DecodedFrame` (converted when its ``image`` is read) instead.
     """
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be >= 1 or None, got {max_side}")
@@ -343,10 +363,11 @@ def iter_video_frames(
     with open_input(p) as c:  # fail early, not on the first next()
         if video_stream(c) is None:
             raise MediaError(f"{p} has no video stream.")
-    return _iter_video_frames(p, max_side, rotation_cw)
+    return _iter_video_frames(p, max_side, rotation_cw, lazy)
 
 
-def _iter_video_frames(p: Path, max_side: int | None, rotation_cw: int | None) -> Iterator[VideoFrame]:
+def _iter_video_frames(p: Path, max_side: int | None, rotation_cw: int | None,
+                       lazy: bool = False) -> Iterator[VideoFrame]:
     """Decode in display order; timestamps are re-sorted over a short window.
 
     Frames come out of the decoder in display order, but containers without pts (AVI) attach
@@ -355,6 +376,11 @@ def _iter_video_frames(p: Path, max_side: int | None, rotation_cw: int | None) -
     streams whose timestamps already increase (everything else). ``rotation_cw`` None: the
     first frame's display matrix decides the turn for the whole stream.
     """
+    def out(index: int, time_s: float, image: Any, rotation: int) -> VideoFrame | DecodedFrame:
+        if lazy:
+            return DecodedFrame(index, time_s, image, max_side, rotation)
+        return VideoFrame(index=index, time_s=time_s, image=image)
+
     c = open_input(p)
     try:
         stream = video_stream(c)
@@ -362,7 +388,7 @@ def _iter_video_frames(p: Path, max_side: int | None, rotation_cw: int | None) -
         fps = float(stream.average_rate or stream.guessed_rate or 25)
         t0 = _seconds(stream.start_time, stream.time_base) or 0.0
         window = max(_REORDER_WINDOW, 2 * int(stream.codec_context.has_b_frames or 0))
-        images: deque[np.ndarray] = deque()
+        images: deque[Any] = deque()
         times: list[float] = []
         index = 0
         for n, frame in enumerate(decode_frames(c, stream, p)):
@@ -370,12 +396,12 @@ def _iter_video_frames(p: Path, max_side: int | None, rotation_cw: int | None) -
                 rotation_cw = frame_rotation_cw(frame)
             t = frame.time
             heapq.heappush(times, float(t) if t is not None else t0 + n / fps)
-            images.append(_to_rgb(frame, max_side, rotation_cw))
+            images.append(frame if lazy else _to_rgb(frame, max_side, rotation_cw))
             if len(images) > window:
-                yield VideoFrame(index=index, time_s=heapq.heappop(times), image=images.popleft())
+                yield out(index, heapq.heappop(times), images.popleft(), rotation_cw)
                 index += 1
         while images:
-            yield VideoFrame(index=index, time_s=heapq.heappop(times), image=images.popleft())
+            yield out(index, heapq.heappop(times), images.popleft(), rotation_cw)
             index += 1
     finally:
         c.close()

@@ -31,6 +31,7 @@ from avsync.models.calibration import calibrated_scores
 from avsync.models.neural import NeuralInput, PreparedClip, valid_window_starts, visual_tensor
 from avsync.models.pair_scoring import batched, pairs_shared, pairs_towers, shares_candidates
 from avsync.models.syncnet import EmbeddingModel
+from avsync.models.threads import SCORING_THREADS, torch_threads
 
 OUTPUT_KINDS: tuple[str, ...] = ("embedding", "pair", "offsets", "regression")
 
@@ -397,5 +398,6 @@ class NeuralSyncMethod:
         if ninp is None:
             raise AvsyncError(f"method {self.name!r} needs mouth crops / lip landmarks and log-mel "
                               "(a NeuralInput); this input only has the per-frame signals")
-        return calibrated_scores(lambda s: self.score_neural(ninp, s), shifts_frames,
-                                 self.calibration_frames)
+        with torch_threads(SCORING_THREADS):
+            return calibrated_scores(lambda s: self.score_neural(ninp, s), shifts_frames,
+                                     self.calibration_frames)

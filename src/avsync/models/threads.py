@@ -1,0 +1,29 @@
+"""How many torch threads the scoring of a track uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+SCORING_THREADS: int = 1
+"""Torch intra-op threads while a neural method scores a track (at most; never raised). Its ops
+are small (a track's windows, a few hundred at a time) and a second thread mostly waits for the
+first: on the 2-core machine, shared (load ~11), the default method scored a 60 s track in
+11-12 s wall / 4.4 s CPU on 1 thread against 85-134 s wall / 31-48 s CPU on 2, with the same
+offset and confidence (docs/BENCHMARKS.md "Speed v2")."""
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """At most ``n`` torch intra-op threads inside the block (the count is restored after)."""
+    before = torch.get_num_threads()
+    if n >= before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

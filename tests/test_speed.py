@@ -1,0 +1,202 @@
+"""Issue 14 (speed): the faster front end gives the answers of the reference path.
+
+The reference is computed in the same run (never frozen numbers, since the shipped weights may
+be retrained): the sequential path (``AVSYNC_THREADS=1``: one landmarker, no thread) against
+the default pipelined one (a decoding thread, the landmarker a frame ahead of the tracker).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from avsync.face import pipeline
+from avsync.face.pipeline import face_threads, prefetch
+
+pytest.importorskip("mediapipe")
+
+
+def _detect(path, threads: int, monkeypatch, **kw):
+    from avsync.inference import detect
+
+    monkeypatch.setenv(pipeline.THREADS_ENV, str(threads))
+    return detect(path, **kw)
+
+
+def _assert_same(got, ref, conf_tol: float = 0.1) -> None:
+    assert got.offset_frames == ref.offset_frames
+    assert abs(got.confidence - ref.confidence) <= conf_tol
+    assert [t.offset_frames for t in got.tracks] == [t.offset_frames for t in ref.tracks]
+    assert [t.n_frames for t in got.tracks] == [t.n_frames for t in ref.tracks]
+
+
+def test_raw_mediapipe_result_is_the_python_api_result(example_frames):
+    """Reading MediaPipe's C result structs gives the numbers of its Python API, exactly."""
+    from avsync.face.landmarks import MediaPipeLandmarker
+
+    frames = example_frames[::3]
+    out = {}
+    for raw in (False, True):
+        lm = MediaPipeLandmarker(raw=raw)
+        try:
+            assert lm._raw == raw  # the installed mediapipe exposes its C results
+            out[raw] = [lm.detect(f, i / 25.0) for i, f in enumerate(frames)]
+        finally:
+            lm.close()
+    assert sum(len(f) for f in out[True]) >= len(frames) - 1  # the example has one face
+    for a, b in zip(out[False], out[True], strict=True):
+        assert len(a) == len(b)
+        for fa, fb in zip(a, b, strict=True):
+            assert np.array_equal(fa.landmarks, fb.landmarks)
+            assert np.array_equal(fa.blendshapes, fb.blendshapes, equal_nan=True)
+            assert fa.box == fb.box
+
+
+@pytest.mark.parametrize("clip", ["example", "AVCrossNet/muxed/E1_silent+target.mkv"])
+def test_pipelined_detect_gives_the_reference_answers(clip, example_clip, realclip, monkeypatch):
+    """Default method: same offsets (per file and per track), confidences within 0.1 (and in
+    fact the same curve: the pipeline is exact)."""
+    path = example_clip if clip == "example" else realclip(clip)
+    ref = _detect(path, 1, monkeypatch)
+    got = _detect(path, 2, monkeypatch)
+    _assert_same(got, ref)
+    assert got.curve == ref.curve
+
+
+def test_pipelined_analysis_identical_signals(example_clip, monkeypatch):
+    from avsync.inference import analyse_video
+
+    out = {}
+    for threads in (1, 2):
+        monkeypatch.setenv(pipeline.THREADS_ENV, str(threads))
+        out[threads] = analyse_video(example_clip, keep_crops=True)
+    ref, got = out[1], out[2]
+    assert got.n_frames == ref.n_frames and got.cuts == ref.cuts
+    assert len(got.tracks) == len(ref.tracks) >= 1
+    for a, b in zip(got.tracks, ref.tracks, strict=True):
+        assert a.frame_index == b.frame_index
+        assert np.array_equal(a.signal_matrix(), b.signal_matrix())
+        assert np.array_equal(np.stack(list(a.mouth)), np.stack(list(b.mouth)))
+
+
+def test_pipelined_detect_when_mediapipe_tracks(realclip, monkeypatch):
+    """max_faces=1 with one face in view: MediaPipe tracks between frames (its answer depends
+    on the previous frame); the pipeline keeps the order, so the answer is the sequential one."""
+    path = realclip("AVCrossNet/muxed/E1_silent+target.mkv")
+    ref = _detect(path, 1, monkeypatch, max_faces=1, drift=False)
+    got = _detect(path, 2, monkeypatch, max_faces=1, drift=False)
+    _assert_same(got, ref)
+    assert got.curve == ref.curve
+
+
+class _Stateful:
+    """A fake landmarker with MediaPipe's state rule: after a frame with ``tracks_at_faces``
+    faces its answer depends on that frame; else on the frame alone."""
+
+    def __init__(self, script: dict[int, int], tracks_at_faces: int = 2) -> None:
+        self.script, self.tracks_at_faces, self.prev = script, tracks_at_faces, None
+
+    def detect(self, image, time_s):
+        from avsync.face.landmarks import FaceDetection
+
+        n = int(round(time_s * 25))
+        shift = 0.0
+        if self.prev is not None and self.script.get(self.prev, 1) >= self.tracks_at_faces:
+            shift = 0.001 * self.prev  # "tracked": depends on this landmarker's previous frame
+        self.prev = n
+        faces = []
+        for f in range(self.script.get(n, 1)):
+            xy = np.full((478, 2), 10.0 + 50 * f + shift, np.float32)
+            xy[1] += 20.0
+            box = (10.0 + 50 * f, 10.0, 30.0 + 50 * f, 30.0)
+            faces.append(FaceDetection(xy, np.zeros(10, np.float32), box))
+        return faces
+
+    def close(self):
+        pass
+
+
+def _frames(n: int):
+    from avsync.io.media import VideoFrame
+
+    return [VideoFrame(i, i / 25, np.zeros((8, 8, 3), np.uint8)) for i in range(n)]
+
+
+@pytest.mark.parametrize("script", [{}, {5: 2}, {5: 2, 6: 2, 9: 2}, {0: 2, 1: 2}])
+@pytest.mark.parametrize("n_landmarkers,ahead", [(1, 1), (1, 3), (2, 0)])
+def test_landmarkers_ahead_or_alternating_give_the_sequential_answers(script, n_landmarkers, ahead):
+    """One landmarker working ahead is exact by construction; two alternating ones are exact for
+    this fake (whose state matters only after a frame with tracks_at_faces faces, where the
+    pipeline goes on with one landmarker), not for MediaPipe (face.pipeline)."""
+    from avsync.face.pipeline import detect_alternating
+
+    frames = _frames(20)
+    ref = [faces for _, faces in detect_alternating(frames, [_Stateful(script)])]
+    got = list(detect_alternating(frames, [_Stateful(script) for _ in range(n_landmarkers)],
+                                  ahead=ahead))
+    assert [f.index for f, _ in got] == list(range(20))
+    for (_, a), b in zip(got, ref, strict=True):
+        assert len(a) == len(b)
+        assert all(np.array_equal(x.landmarks, y.landmarks) for x, y in zip(a, b, strict=True))
+
+
+def test_fast_stride_interpolates_the_skipped_frames():
+    from avsync.face.pipeline import detect_alternating
+
+    class Moving(_Stateful):
+        def detect(self, image, time_s):
+            faces = super().detect(image, time_s)
+            n = int(round(time_s * 25))
+            return [type(f)(f.landmarks + n, f.blendshapes + n, f.box) for f in faces]
+
+    got = list(detect_alternating(_frames(9), [Moving({}), Moving({})], stride=2))
+    assert [f.index for f, _ in got] == list(range(9))
+    for frame, faces in got:  # landmarks move by 1 px per frame: interpolation is exact
+        assert len(faces) == 1
+        assert np.allclose(faces[0].landmarks[0], 10.0 + frame.index)
+        assert np.allclose(faces[0].blendshapes, frame.index)
+
+
+def test_face_threads_follows_the_environment(monkeypatch):
+    monkeypatch.setenv(pipeline.THREADS_ENV, "3")
+    assert face_threads() == 3
+    monkeypatch.delenv(pipeline.THREADS_ENV)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # batch workers
+    assert face_threads() == 1
+    monkeypatch.setenv(pipeline.THREADS_ENV, "junk")
+    assert face_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv(pipeline.THREADS_ENV)
+    assert face_threads() >= 1
+
+
+def test_prefetch_order_errors_and_early_close():
+    assert list(prefetch(range(50), depth=3, map_fn=lambda x: 2 * x)) == [2 * x for x in range(50)]
+
+    def broken():
+        yield 1
+        raise ValueError("bad frame")
+
+    it = prefetch(broken())
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="bad frame"):
+        next(it)
+
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    before = threading.active_count()
+    it = prefetch(endless(), depth=2)
+    assert [next(it) for _ in range(5)] == list(range(5))
+    it.close()
+    assert threading.active_count() == before  # the decoding thread is gone
+    n = len(produced)
+    assert n <= 5 + 2 + 2  # stopped within the queue depth
