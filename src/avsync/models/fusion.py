@@ -80,12 +80,19 @@ class FusedMethod:
         return min(getattr(m, "min_frames", 1) for m in self._members)
 
     def score(self, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray:
-        total, used = np.zeros(len(shifts_frames)), 0
-        for member, w in zip(self._members, self.config.weights, strict=True):
-            z = standardise(member.score(inp, shifts_frames))
-            if np.isfinite(z).any():
-                total, used = total + w * z, used + 1
-        return total if used else np.full(len(shifts_frames), np.nan)
+        return fuse_curves([m.score(inp, shifts_frames) for m in self._members], self.config.weights)
+
+
+def fuse_curves(curves: list[np.ndarray], weights: tuple[float, ...] | list[float]) -> np.ndarray:
+    """Members' (K,) curves -> the (K,) fused curve: the weighted sum of the standardised curves
+    of the members that have any finite score (all NaN when none has)."""
+    k = len(curves[0])
+    total, used = np.zeros(k), 0
+    for c, w in zip(curves, weights, strict=True):
+        z = standardise(c)
+        if np.isfinite(z).any():
+            total, used = total + w * z, used + 1
+    return total if used else np.full(k, np.nan)
 
 
 register_model("fused", "fusion",
