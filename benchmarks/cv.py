@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bias import ESTABLISHED, OFF_SYNC  # noqa: E402
-from cv_curves import GRID, AllWindows, TrackData, unit_curves, units  # noqa: E402
+from cv_curves import CONTEXTS, EXCERPTS_S, GRID, AllWindows, TrackData, unit_curves, units  # noqa: E402
 
 from avsync.data.splits import speaker_group  # noqa: E402
 from avsync.evaluation.crossval import speaker_folds  # noqa: E402
@@ -119,6 +119,10 @@ def train_fold(args, clips: list[ClipMeta], fold_of: dict[str, int], fold: int, 
 
     dest = run_dir(args.out, args.variant, fold) / f"{method}.safetensors"
     if dest.is_file():
+        return dest
+    if args.variant != "base" and method not in args.retrain.split(","):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.symlink_to(run_dir(args.out, "base", fold) / f"{method}.safetensors")
         return dest
     torch.set_num_threads(1)
     files = [c.npz for c in clips if fold_of[c.group] != fold]
@@ -211,8 +215,9 @@ def curves_fold(args, clips: list[ClipMeta], fold_of: dict[str, int], fold: int)
     out = []
     for c in [c for c in clips if fold_of[c.group] == fold]:
         tr = TrackData.load(c.npz)
-        for u in units(tr):
-            out.append(unit_curves(u, models, foreign_audio(c, clips) if u.label == "whole" else None))
+        for u in units(tr, () if args.light else EXCERPTS_S):
+            foreign = foreign_audio(c, clips) if u.label == "whole" and not args.light else None
+            out.append(unit_curves(u, models, foreign, contexts=() if args.light else CONTEXTS))
         print(f"fold {fold}: {c.rel[:60]} ({time.perf_counter() - t0:.0f} s)", flush=True)
     with open(dest.with_suffix(".tmp"), "wb") as fh:
         pickle.dump({"units": out, "biases": biases, "fold": fold}, fh)
@@ -231,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", choices=TRAINED, default=None, help="only this method (train)")
     ap.add_argument("--steps-scale", type=float, default=1.0)
     ap.add_argument("--variants", default="base", help="report: comma-separated variants to compare")
+    ap.add_argument("--retrain", default="landmark,c3",
+                    help="variants other than base: members trained again (the others: base's)")
+    ap.add_argument("--light", action="store_true",
+                    help="curves: whole clips only (no excerpts, short windows or foreign audio)")
     args = ap.parse_args(argv)
     clips = catalogue(args.cache)
     fold_of = assign_folds(clips, args.k)
