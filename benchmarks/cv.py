@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import sys
 import time
@@ -206,8 +207,11 @@ def foreign_audio(clip: ClipMeta, clips: list[ClipMeta]):
 
 def curves_fold(args, clips: list[ClipMeta], fold_of: dict[str, int], fold: int) -> Path:
     dest = run_dir(args.out, args.variant, fold) / "curves.pkl"
-    if dest.is_file():
+    lock = dest.with_suffix(".lock")
+    if dest.is_file() or lock.exists():  # done, or another process is on it
         return dest
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(str(os.getpid()))
     t0 = time.perf_counter()
     biases = calibrate(args, clips, fold_of, fold)
     print(f"fold {fold}: calibration {biases}", flush=True)
@@ -222,6 +226,7 @@ def curves_fold(args, clips: list[ClipMeta], fold_of: dict[str, int], fold: int)
     with open(dest.with_suffix(".tmp"), "wb") as fh:
         pickle.dump({"units": out, "biases": biases, "fold": fold}, fh)
     dest.with_suffix(".tmp").replace(dest)
+    lock.unlink()
     return dest
 
 

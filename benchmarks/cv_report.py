@@ -105,7 +105,11 @@ def window_z(uc, ctx: int, k: int) -> np.ndarray:
 def load_units(out: Path, variant: str, k: int) -> list[tuple[int, object]]:
     units = []
     for f in range(k):
-        with open(out / variant / f"fold{f}" / "curves.pkl", "rb") as fh:
+        path = out / variant / f"fold{f}" / "curves.pkl"
+        if not path.is_file():
+            print(f"warning: {path} missing: fold {f} left out of the table", flush=True)
+            continue
+        with open(path, "rb") as fh:
             units += [(f, u) for u in pickle.load(fh)["units"]]
     return units
 
@@ -125,6 +129,10 @@ def fit_stacking(units: list[tuple[int, object]], fold: int, idx: tuple[int, ...
                     z = window_z(uc, c, k)
                     win[c][0].append(z)
                     win[c][1].extend([k] * len(z))
+    if not whole_z:  # no other fold available (partial run): equal weights
+        out = np.zeros(len(MEMBERS))
+        out[list(idx)] = 1.0
+        return tuple(out)
     wz, wk = np.stack(whole_z), np.array(whole_k)
     wins = {c: (np.concatenate(v[0]), np.array(v[1])) for c, v in win.items() if v[1]}
 

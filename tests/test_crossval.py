@@ -92,3 +92,16 @@ def test_centred_pool_uses_edge_windows_without_bias():
     assert np.isnan(centred_pool(np.full((2, k), np.nan))).all()
     with pytest.raises(ValueError):
         centred_pool(np.zeros(3))
+
+
+def test_centred_pool_is_not_pulled_by_edge_windows_that_see_only_far_shifts():
+    # the true curve peaks at index 7 of 15; many edge windows see only the first 4 shifts, where
+    # the curve rises: centring each on its own mean would make those far shifts look good
+    k, peak = 15, 7
+    base = -np.abs(np.arange(k) - peak).astype(float)
+    full = np.stack([base + lvl for lvl in (0.0, 1.0, -1.0)])
+    edge = np.full((6, k), np.nan)
+    edge[:, :4] = base[:4] + 5.0
+    pooled = centred_pool(np.concatenate([full, edge]))
+    assert int(np.argmax(pooled)) == peak
+    np.testing.assert_allclose(pooled - pooled.mean(), base - base.mean(), atol=1e-6)
