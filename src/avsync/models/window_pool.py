@@ -19,7 +19,7 @@ import numpy as np
 
 MIN_SHIFTS_PER_WINDOW: int = 3
 """A window with fewer finite shift scores than this is left out (its level is meaningless)."""
-ALS_ITERATIONS: int = 20
+ALS_ITERATIONS: int = 50
 """Alternating-means iterations of the additive fit (converges in a few on real curves)."""
 
 
