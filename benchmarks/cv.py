@@ -93,9 +93,11 @@ def run_dir(out: Path, variant: str, fold: int) -> Path:
 
 
 def label_moves(out: Path, clips: list[ClipMeta], fold_of: dict[str, int], k: int,
-                max_offset: int = 6, min_confidence: float = 3.0) -> dict[str, int]:
+                max_offset: int = 6, min_confidence: float = 3.0, min_move: int = 2) -> dict[str, int]:
     """Cache file name -> out-of-fold offset (frames) of the ``base`` run's landmark_c3, for
-    confident (>= min_confidence), small, non-zero readings (benchmarks/train.py's rule)."""
+    confident (>= min_confidence) readings with min_move <= |offset| <= max_offset
+    (benchmarks/train.py's rule, except that +-1 readings are left alone: the reader's own bias,
+    -0.36 frame out of fold, turns many in-sync clips into -1)."""
     from cv_report import whole_reading
 
     moves: dict[str, int] = {}
@@ -107,7 +109,7 @@ def label_moves(out: Path, clips: list[ClipMeta], fold_of: dict[str, int], k: in
                 continue
             off, conf = whole_reading(uc, "landmark_c3", 0)
             name = next(c.npz.name for c in clips if c.rel in uc.clip or uc.clip.endswith(c.rel))
-            if conf >= min_confidence and 0 < abs(round(off)) <= max_offset:
+            if conf >= min_confidence and min_move <= abs(round(off)) <= max_offset:
                 moves[name] = int(round(off))
     return moves
 
@@ -243,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="base", help="report: comma-separated variants to compare")
     ap.add_argument("--retrain", default="landmark,c3",
                     help="variants other than base: members trained again (the others: base's)")
+    ap.add_argument("--write-fusion", type=Path, default=None,
+                    help="report: fit the stacked weights on every fold's out-of-fold curves, write JSON")
     ap.add_argument("--light", action="store_true",
                     help="curves: whole clips only (no excerpts, short windows or foreign audio)")
     args = ap.parse_args(argv)
@@ -266,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         from cv_report import report
 
         print(report(args.out, [v for v in args.variants.split(",") if v], clips, fold_of, args.k))
+        if args.write_fusion:
+            from cv_report import write_fusion
+
+            w = write_fusion(args.out, args.variants.split(",")[0], args.k, "stacked", args.write_fusion)
+            print(f"stacked weights {w} -> {args.write_fusion}")
     return 0
 
 

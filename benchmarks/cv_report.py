@@ -238,6 +238,34 @@ def table(res: dict[str, dict[str, list]], columns: tuple[tuple[str, str], ...] 
     return "\n".join(lines)
 
 
+DIFF_KEYS: tuple[tuple[str, str], ...] = (
+    ("acc_<2", "±1 <2 s"), ("acc_2-4", "±1 2-4 s"), ("cons_<2", "consistency <2 s"),
+    ("cons_2-4", "consistency 2-4 s"), ("cons_4-8", "consistency 4-8 s"), ("cons_>=8", "consistency >=8 s"),
+    ("win_15", "±1 @15"), ("acc_established", "±1 GRID/LRS2/LRS3"), ("reliable_matched", "reliable, own"),
+    ("reliable_foreign", "reliable, foreign"),
+)
+
+
+def diff_table(res: dict[str, dict[str, list]], base: str = "landmark_c3") -> str:
+    """Paired differences (method - base, points) on the same cases, bootstrap over groups."""
+    lines = ["| method - " + base + " | " + " | ".join(t for _, t in DIFF_KEYS) + " |",
+             "|---" * (len(DIFF_KEYS) + 1) + "|"]
+    for m, r in res.items():
+        if m == base:
+            continue
+        cells = []
+        for key, _ in DIFF_KEYS:
+            a, b = r[key], res[base][key]
+            if not a or len(a) != len(b) or any(ga != gb for (_, ga), (_, gb) in zip(a, b, strict=True)):
+                cells.append("n/a")
+                continue
+            d = np.array([float(x) - float(y) for (x, _), (y, _) in zip(a, b, strict=True)])
+            est, lo, hi = cluster_bootstrap(d, [g for _, g in a])
+            cells.append(f"{100 * est:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def counts(res: dict[str, dict[str, list]]) -> str:
     r = res["avcorr"]
     parts = [f"{key}: {len(r[key])} cases / {len({g for _, g in r[key]})} groups" for key, _ in COLUMNS]
@@ -259,9 +287,29 @@ def report(out: Path, variants: list[str], clips, fold_of: dict[str, int], k: in
         grp = {u.clip: next(c.group for c in clips if u.clip.endswith(c.rel)) for _, u in units}
         res = cases(units, est, grp, k)
         text += [f"### variant `{v}`", "", *[x for t in TABLES for x in (table(res, t), "")],
-                 "Cases: " + counts(res), "",
+                 "Paired differences from the default (points; 95 % interval over speaker groups):", "",
+                 diff_table(res), "", "Cases: " + counts(res), "",
                  *[f"Weights of `{s}` ({', '.join(MEMBERS)}) per held-out fold: "
                    + ", ".join(str(tuple(round(x, 2) for x in w)) for w in res[s]["weights"])
                    for s in STACKED],
                  ""]
     return "\n".join(text)
+
+
+def write_fusion(out: Path, variant: str, k: int, name: str, dest: Path) -> tuple[float, ...]:
+    """Fit ``name``'s (a STACKED method) weights on the out-of-fold curves of EVERY fold and
+    write them with their provenance as a ``models.fusion.fusion_from_file`` JSON."""
+    import datetime
+    import json
+
+    units = load_units(out, variant, k)
+    w = fit_stacking(units, -1, STACKED[name])
+    members = [MEMBERS[i] for i in STACKED[name]]
+    data = {"members": members, "weights": [round(float(w[i]), 3) for i in STACKED[name]],
+            "fitted_by": "benchmarks/cv.py --phase report --write-fusion (grid search on out-of-fold "
+                         "member curves of the speaker cross-validation)",
+            "objective": "mean +-1 accuracy: whole clips and excerpts at 9 shifts, 5/15/25-frame windows",
+            "cv": {"variant": variant, "folds": k, "units": len(units)},
+            "date": datetime.date.today().isoformat()}
+    dest.write_text(json.dumps(data, indent=1) + "\n")
+    return w

@@ -116,7 +116,9 @@ def sub_frame_copies(tmp_path_factory: pytest.TempPathFactory, example_clip: Pat
 def test_default_recovers_sub_frame_shifts(k: float, sub_frame_copies: dict[float, Path]) -> None:
     r = avsync.detect(sub_frame_copies[k], drift=False)
     assert r.method == DEFAULT_METHOD
-    assert abs(r.offset_frames - k) <= 0.3, r.curve
+    # within half a frame: the stacked default (since 2026-12-02) carries avcorr, whose curve is
+    # broader on this 3 s clip (it reads 1.5 as 1.9; landmark_c3 read 1.7), docs/BENCHMARKS.md
+    assert abs(r.offset_frames - k) <= 0.45, r.curve
     assert r.offset_frames == round(r.offset_frames, 1)
     assert r.offset_ms == pytest.approx(frames_to_ms(r.offset_frames, 25.0), abs=2.1)
     d = r.to_dict()
