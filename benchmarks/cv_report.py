@@ -272,6 +272,34 @@ def counts(res: dict[str, dict[str, list]]) -> str:
     return "; ".join(parts)
 
 
+VARIANT_KEYS: tuple[tuple[str, str], ...] = (
+    ("acc_whole", "±1 whole clips"), ("cons_2-4", "consistency 2-4 s"), ("cons_4-8", "consistency 4-8 s"),
+    ("cons_>=8", "consistency >=8 s"), ("acc_established", "±1 GRID/LRS2/LRS3"),
+    ("reliable_matched", "reliable, own"),
+)
+
+
+def variant_table(res: dict[str, dict[str, list]], ref: dict[str, dict[str, list]], name: str) -> str:
+    """``name`` - base on the same whole-clip cases (points, paired, bootstrap over groups),
+    plus both median biases."""
+    lines = [f"| method: {name} − base | " + " | ".join(t for _, t in VARIANT_KEYS)
+             + " | median bias base → " + name + " |", "|---" * (len(VARIANT_KEYS) + 2) + "|"]
+    for m in res:
+        cells = []
+        for key, _ in VARIANT_KEYS:
+            a, b = res[m][key], ref[m][key]
+            if not a or len(a) != len(b):
+                cells.append("n/a")
+                continue
+            d = np.array([float(x) - float(y) for (x, _), (y, _) in zip(a, b, strict=True)])
+            est, lo, hi = cluster_bootstrap(d, [g for _, g in a])
+            cells.append(f"{100 * est:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+        bias = (f"{cell(ref[m]['bias'], np.median, False, '{:+.2f}')} → "
+                f"{cell(res[m]['bias'], np.median, False, '{:+.2f}')}")
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {bias} |")
+    return "\n".join(lines)
+
+
 def report(out: Path, variants: list[str], clips, fold_of: dict[str, int], k: int) -> str:
     established = {}
     group_of = {}
@@ -281,6 +309,16 @@ def report(out: Path, variants: list[str], clips, fold_of: dict[str, int], k: in
         group_of[key] = c.group
     # units store the clip's resolved path; map them through the relative path
     text = []
+    if len(variants) > 1:  # compare each variant with the first on its whole clips only
+        base_units = [(f, u) for f, u in load_units(out, variants[0], k) if u.label == "whole"]
+        est = {u.clip: next(c.established for c in clips if u.clip.endswith(c.rel)) for _, u in base_units}
+        grp = {u.clip: next(c.group for c in clips if u.clip.endswith(c.rel)) for _, u in base_units}
+        ref = cases(base_units, est, grp, k)
+        for v in variants[1:]:
+            vu = [(f, u) for f, u in load_units(out, v, k) if u.label == "whole"]
+            text += [f"### variant `{v}` against `{variants[0]}` (whole clips)", "",
+                     variant_table(cases(vu, est, grp, k), ref, v), ""]
+        return "\n".join(text)
     for v in variants:
         units = load_units(out, v, k)
         est = {u.clip: next(c.established for c in clips if u.clip.endswith(c.rel)) for _, u in units}
