@@ -94,7 +94,7 @@ def whole_reading(uc, method: str, k: int, weights: tuple[float, ...] | None = N
 
 def window_z(uc, ctx: int, k: int) -> np.ndarray:
     """(W, M, K) standardised member curves of the unit's windows (zeros where a member has none)."""
-    n = max((len(uc.windows[m][ctx].get(k, [])) for m in MEMBERS if m in uc.windows), default=0)
+    n = max((len(uc.windows[m].get(ctx, {}).get(k, [])) for m in MEMBERS if m in uc.windows), default=0)
     out = np.zeros((n, len(MEMBERS), len(GRID)))
     for i, m in enumerate(MEMBERS):
         for j, c in enumerate(uc.windows.get(m, {}).get(ctx, {}).get(k, [])):
