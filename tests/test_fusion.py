@@ -76,3 +76,22 @@ def test_fusion_min_frames_is_its_most_lenient_member():
     assert m.min_frames == 1  # the classical member scores any input; the other then adds nothing
     m._members = [long_member, long_member]
     assert m.min_frames == 11
+
+
+def test_stacked_fusion_reads_its_weights_file(tmp_path):
+    from avsync.errors import AvsyncError
+    from avsync.models.fusion import fusion_from_file, stacked_weights_path
+
+    shipped = create_model("stacked")
+    import json
+
+    data = json.loads(stacked_weights_path().read_text())
+    assert list(shipped.config.members) == data["members"]
+    assert list(shipped.config.weights) == data["weights"]
+    f = tmp_path / "w.json"
+    f.write_text(json.dumps({"members": ["avcorr", "qmi"], "weights": [2.0, 0.5]}))
+    m = fusion_from_file(f)
+    assert m.config.weights == (2.0, 0.5) and m.name == "w"
+    f.write_text("{}")
+    with pytest.raises(AvsyncError):
+        fusion_from_file(f)

@@ -87,7 +87,7 @@ def test_create_model(name: str) -> None:
 
 
 def test_create_model_default_is_the_fusion() -> None:
-    assert create_model().name == DEFAULT_METHOD == "landmark_c3"
+    assert create_model().name == DEFAULT_METHOD == "stacked"
 
 
 @pytest.mark.parametrize("bad", ["nope", "", "AVCORR", "avcorr "])

@@ -42,6 +42,9 @@ SPEAKER_ALIASES: dict[str, str] = {
     "HDTF-style clip of Alexandria Ocasio-Cortez": "Alexandria Ocasio-Cortez",
     "video-retalking/examples/face/3": "Alexandria Ocasio-Cortez",
     "PC-AVS/misc/Pose_Source/517600055": "PC-AVS/misc/Input/00002",
+    # MANIFEST note: "Andrew Ng, same session as andrew_clip_1" (added 2026-12-01).
+    "styletalk/muxed/andrew_clip_1_video+wav": "Andrew Ng",
+    "styletalk/muxed/andrew_clip_2_video+wav": "Andrew Ng",
 }
 """Clip.speaker -> identity group, for people who appear under several names."""
 

@@ -12,20 +12,23 @@ against 1-3 kHz energy, the trained ``landmark`` model reads lip shape sequences
 log-mel; their errors are not the same, and before issue 3 fusing them helped short windows
 most.
 
-Registered fusions: ``fused`` (avcorr + landmark), ``fused_c3`` (+ c3) and ``landmark_c3``
-(landmark + c3, the registry's default since the 2026-12-01 comparison: the best ±2, shift
-consistency and 15-frame accuracy on held-out speakers, and no foreign-audio clip called
-reliable; docs/BENCHMARKS.md). C3 needs 11 frames, so shorter inputs are scored by the other
-members alone.
+Registered fusions: ``fused`` (avcorr + landmark), ``fused_c3`` (+ c3), ``landmark_c3``
+(landmark + c3, the default from 2026-12-01 to 2026-12-02) and ``stacked`` (avcorr + landmark +
+c3 with weights learned on out-of-fold curves of the speaker cross-validation, stored in
+``weights/stacked.json``; the registry's default since 2026-12-02: docs/BENCHMARKS.md "Speaker
+cross-validation"). C3 needs 11 frames, so shorter inputs are scored by the other members alone.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from avsync.errors import AvsyncError
 from avsync.models.registry import SyncInput, create_model, register_model
 
 
@@ -80,12 +83,19 @@ class FusedMethod:
         return min(getattr(m, "min_frames", 1) for m in self._members)
 
     def score(self, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray:
-        total, used = np.zeros(len(shifts_frames)), 0
-        for member, w in zip(self._members, self.config.weights, strict=True):
-            z = standardise(member.score(inp, shifts_frames))
-            if np.isfinite(z).any():
-                total, used = total + w * z, used + 1
-        return total if used else np.full(len(shifts_frames), np.nan)
+        return fuse_curves([m.score(inp, shifts_frames) for m in self._members], self.config.weights)
+
+
+def fuse_curves(curves: list[np.ndarray], weights: tuple[float, ...] | list[float]) -> np.ndarray:
+    """Members' (K,) curves -> the (K,) fused curve: the weighted sum of the standardised curves
+    of the members that have any finite score (all NaN when none has)."""
+    k = len(curves[0])
+    total, used = np.zeros(k), 0
+    for c, w in zip(curves, weights, strict=True):
+        z = standardise(c)
+        if np.isfinite(z).any():
+            total, used = total + w * z, used + 1
+    return total if used else np.full(k, np.nan)
 
 
 register_model("fused", "fusion",
@@ -100,3 +110,29 @@ def _fused_c3() -> FusedMethod:
 @register_model("landmark_c3", "fusion", "landmark + c3: two trained methods' standardised curves summed")
 def _landmark_c3() -> FusedMethod:
     return FusedMethod(FusionConfig(("landmark", "c3"), (1.0, 1.0)), name="landmark_c3")
+
+
+def fusion_from_file(path: str | Path, name: str | None = None) -> FusedMethod:
+    """A fusion whose members and weights are stored in a JSON file (weights fitted elsewhere,
+    e.g. by ``benchmarks/cv.py`` on out-of-fold curves, never constants in the code):
+    ``{"members": [names], "weights": [floats], ...provenance}``."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        cfg = FusionConfig(tuple(str(m) for m in data["members"]), tuple(float(w) for w in data["weights"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AvsyncError(f"{p}: not a fusion weights file ({type(exc).__name__}: {exc})") from exc
+    return FusedMethod(cfg, name=name or p.stem)
+
+
+def stacked_weights_path() -> Path:
+    """Where the shipped ``stacked`` fusion weights live (``benchmarks/cv.py --write-fusion``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("avsync") / "weights" / "stacked.json"))
+
+
+@register_model("stacked", "fusion", "avcorr + landmark + c3, weights learned by speaker cross-validation "
+                "(weights/stacked.json)")
+def _stacked() -> FusedMethod:
+    return fusion_from_file(stacked_weights_path(), name="stacked")

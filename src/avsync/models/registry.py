@@ -72,7 +72,7 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
-DEFAULT_METHOD = "landmark_c3"
+DEFAULT_METHOD = "stacked"  # docs/BENCHMARKS.md "Speaker cross-validation (issue 11, parts 2-3)"
 
 
 def register_model(name: str, kind: str, description: str) -> Callable:
