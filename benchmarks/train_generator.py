@@ -36,12 +36,14 @@ def residual_main(argv: list[str]) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     for f in fields(ResidualRecipe):
         if f.type in ("int", "float", "str"):
-            ap.add_argument("--" + f.name.replace("_", "-"), type={"int": int, "float": float, "str": str}[f.type])
+            kind = {"int": int, "float": float, "str": str}[f.type]
+            ap.add_argument("--" + f.name.replace("_", "-"), type=kind)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     base = ResidualRecipe.debug() if args.preset == "debug" else ResidualRecipe()
-    over = {f.name: getattr(args, f.name) for f in fields(ResidualRecipe) if getattr(args, f.name, None) is not None}
+    over = {f.name: getattr(args, f.name) for f in fields(ResidualRecipe)
+            if getattr(args, f.name, None) is not None}
     summary = train_residual(args.cache, args.out, replace(base, **over))
     print(summary["best"])
     return 0
