@@ -20,6 +20,7 @@ from avsync.lipgen.residual import (
     selection_score,
     selection_split,
     train_residual,
+    tune_edit_scale,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -139,3 +140,21 @@ def test_tiny_residual_run_selects_by_image_metrics(tmp_path: Path) -> None:
     best = max(history, key=lambda h: h["score"])
     assert summary["shipped_candidate"] == (best["score"] > 0) == (out / "generator.safetensors").is_file()
     assert summary["selection_clips"] and not set(summary["selection_clips"]) & set(summary["fit_clips"])
+    tuned = out / "scaled.safetensors"
+    result = tune_edit_scale(out / "last.safetensors", cache, tuned, recipe, (0.0, 1.0), split=split,
+                             log=None)
+    assert result["scales"][0.0]["score"] == pytest.approx(0.0, abs=1e-6)  # scale 0: the baseline itself
+    assert (result["chosen"] is not None) == tuned.is_file() == (result["scales"][1.0]["score"] > 0)
+
+
+def test_edit_scale_shrinks_the_edit_towards_the_identity() -> None:
+    g = LipGenerator(generator_config(ResidualRecipe.debug())).eval()
+    with torch.no_grad():
+        g.out.weight.normal_(0, 0.1)
+    audio, ident = _batch()
+    full = g(audio, ident) - ident[:, :, None]
+    g.config = replace(g.config, edit_scale=0.0)
+    assert torch.allclose(g(audio, ident), ident[:, :, None].expand_as(full), atol=1e-5)
+    g.config = replace(g.config, edit_scale=0.5)
+    half = g(audio, ident) - ident[:, :, None]
+    assert 0.3 < half.abs().mean() / full.abs().mean() < 0.7

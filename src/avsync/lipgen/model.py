@@ -58,7 +58,9 @@ class GeneratorConfig(PresetMixin):
     mouth, see :func:`mouth_mask`) that multiplies the residual edit, so that with
     ``residual=True`` everything outside the mouth region stays the identity image exactly;
     (0, 0) = no mask; half_res: the decoder stops at 32 x 32 and its edit is upsampled
-    bilinearly to 64 x 64 (about 3x cheaper to train; a smooth edit of a sharp identity image)."""
+    bilinearly to 64 x 64 (about 3x cheaper to train; a smooth edit of a sharp identity image);
+    edit_scale: factor on the residual edit (a shrinkage towards the identity image chosen after
+    training, :func:`avsync.lipgen.residual.tune_edit_scale`)."""
 
     audio_channels: tuple[int, ...] = (32, 64, 96)
     id_channels: tuple[int, int, int] = (32, 64, 96)
@@ -75,6 +77,7 @@ class GeneratorConfig(PresetMixin):
     upsample: str = "transpose"  # "transpose" in checkpoints written before the field existed
     mask_sigma_px: tuple[float, float] = (0.0, 0.0)  # (0, 0): no mask (checkpoints before the field)
     half_res: bool = False  # False in checkpoints written before the field existed
+    edit_scale: float = 1.0  # 1.0 in checkpoints written before the field existed
 
     @classmethod
     def debug(cls) -> GeneratorConfig:
@@ -258,7 +261,7 @@ class LipGenerator(nn.Module):
         if self.config.half_res:
             delta = nn.functional.interpolate(delta, scale_factor=(1.0, 2.0, 2.0), mode="trilinear",
                                               align_corners=False)
-        delta = delta * self.mask
+        delta = delta * (self.mask * self.config.edit_scale)
         if self.config.residual:
             base = torch.atanh(identity.clamp(-0.98, 0.98))[:, :, None]
             return torch.tanh(base + delta)

@@ -171,12 +171,11 @@ def _truncate(clip: GenClip, frames: int) -> GenClip:
                    valid=clip.valid[:frames])
 
 
-def train_residual(cache_dir: str | Path, out_dir: str | Path, recipe: ResidualRecipe = ResidualRecipe(),
-                   split: str | Path = REALCLIPS_SPLIT, critics: str | Path = DEFAULT_GENERATOR,
-                   log: Log | None = print) -> dict:
-    """Train, select and write ``out_dir/generator.safetensors`` (generator + the ``critics``
-    bundle's landmark and flow networks; only when a checkpoint beat the baseline),
-    ``last.safetensors``, ``history.json`` and ``run.json``. Returns the run summary."""
+def selection_set(cache_dir: str | Path, recipe: ResidualRecipe, split: str | Path = REALCLIPS_SPLIT,
+                  critics: str | Path = DEFAULT_GENERATOR) -> tuple:
+    """(fit files, selection files, selection GenClips, {"landmarks", "flow"} nets of the
+    ``critics`` bundle, real lip points of the selection clips, the identity-repeat baseline's
+    selection metrics)."""
     files = sorted(Path(cache_dir).glob("*.npz"))
     if not files:
         raise AvsyncError(f"{cache_dir}: no cache files (run 'avsync prepare --for generation' first)")
@@ -184,17 +183,60 @@ def train_residual(cache_dir: str | Path, out_dir: str | Path, recipe: ResidualR
     fit_files, sel_files = selection_split(train_files, recipe.selection_share, recipe.selection_seed)
     if not fit_files or not sel_files:
         raise AvsyncError(f"{cache_dir}: too few training speakers for a selection split")
-    data = GenWindows([load_gen_clip(f) for f in fit_files], stride=1)
     sel = [_truncate(load_gen_clip(f), recipe.val_frames) for f in sel_files]
     sel = [c for c in sel if c.valid.sum() >= 16]
-    if len(data) == 0 or not sel:
-        raise AvsyncError(f"{cache_dir}: no usable windows for training or selection")
+    if not sel:
+        raise AvsyncError(f"{cache_dir}: no usable selection clip")
+    nets, _ = load_bundle(critics, ("landmarks", "flow"))
+    truth_pts = [lip_points(nets["landmarks"], c.rgb[np.flatnonzero(c.valid)]) for c in sel]
+    base = selection_metrics(lambda c, i, _m: np.repeat(i[None], len(c.rgb), 0), sel, nets["landmarks"],
+                             truth_pts)
+    return fit_files, sel_files, sel, nets, truth_pts, base
+
+
+EDIT_SCALES: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+
+
+def tune_edit_scale(bundle: str | Path, cache_dir: str | Path, out: str | Path,
+                    recipe: ResidualRecipe = ResidualRecipe(), scales: Sequence[float] = EDIT_SCALES,
+                    split: str | Path = REALCLIPS_SPLIT, log: Log | None = print) -> dict:
+    """Shrink a trained generator's edit towards the identity image: score ``scales`` of its
+    edit on the selection clips (the recipe's split; test speakers never looked at) and write the
+    bundle with the best ``edit_scale`` to ``out`` when one beats the baseline on all three
+    metrics. Returns {"identity": ..., "scales": {scale: metrics + score}, "chosen": scale | None}."""
+    nets, meta = load_bundle(bundle)
+    g = nets["generator"]
+    _, _, sel, critic_nets, truth_pts, base = selection_set(cache_dir, recipe, split, bundle)
+    rows = {}
+    for a in scales:
+        g.config = replace(g.config, edit_scale=float(a))
+        m = selection_metrics(lambda c, i, lm: generate_frames(g, lm, i, len(c.rgb)), sel,
+                              critic_nets["landmarks"], truth_pts)
+        rows[float(a)] = {**m, "score": selection_score(m, base)}
+        if log:
+            log(f"[scale {a}] {rows[float(a)]}")
+    best = max(rows, key=lambda a: rows[a]["score"])
+    chosen = best if rows[best]["score"] > 0 else None
+    if chosen is not None:
+        g.config = replace(g.config, edit_scale=chosen)
+        tried = {str(k): v for k, v in rows.items()}
+        save_bundle(out, nets, {**meta["metrics"], "edit_scale_selection": tried, "selection_identity": base})
+    return {"identity": base, "scales": rows, "chosen": chosen}
+
+
+def train_residual(cache_dir: str | Path, out_dir: str | Path, recipe: ResidualRecipe = ResidualRecipe(),
+                   split: str | Path = REALCLIPS_SPLIT, critics: str | Path = DEFAULT_GENERATOR,
+                   log: Log | None = print) -> dict:
+    """Train, select and write ``out_dir/generator.safetensors`` (generator + the ``critics``
+    bundle's landmark and flow networks; only when a checkpoint beat the baseline),
+    ``last.safetensors``, ``history.json`` and ``run.json``. Returns the run summary."""
+    fit_files, sel_files, sel, nets, truth_pts, base = selection_set(cache_dir, recipe, split, critics)
+    lms = nets["landmarks"]
+    data = GenWindows([load_gen_clip(f) for f in fit_files], stride=1)
+    if len(data) == 0:
+        raise AvsyncError(f"{cache_dir}: no usable windows for training")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    nets, _ = load_bundle(critics, ("landmarks", "flow"))
-    lms = nets["landmarks"]
-    truth_pts = [lip_points(lms, c.rgb[np.flatnonzero(c.valid)]) for c in sel]
-    base = selection_metrics(lambda c, i, _m: np.repeat(i[None], len(c.rgb), 0), sel, lms, truth_pts)
     if log:
         log(f"fit: {len(data.clips)} clips ({len(data)} windows); selection: {len(sel)} clips of "
             f"{len({speaker_group(c.speaker) for c in sel})} speakers; identity repeated: {base}")
