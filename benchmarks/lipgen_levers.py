@@ -38,23 +38,31 @@ from avsync.lipgen.evaluate import (
     truth_maker,
 )
 from avsync.lipgen.generate import DEFAULT_GENERATOR
-from avsync.lipgen.motion import clip_targets, fit_motion, frame_features, motion_frames, save_motion
+from avsync.lipgen.motion import (
+    clip_targets,
+    fit_motion,
+    frame_features,
+    motion_frames,
+    save_motion,
+    soften_mouth,
+)
 from avsync.lipgen.windows import load_gen_clip
 from avsync.models.registry import create_model
 
 GAINS = (0.5, 1.0, 1.5, 2.0)
 
 
-def motion_maker(model, gain: float):
+def motion_maker(model, gain: float, blur_px: float = 0.0):
     def make(clip, ident, _logmel):
         ok = np.flatnonzero(clip.valid)
-        return motion_frames(model, clip.audio, clip.row0, ident, clip.lips[ok[0]], int(ok[0]), gain)
+        frames = motion_frames(model, clip.audio, clip.row0, ident, clip.lips[ok[0]], int(ok[0]), gain)
+        return soften_mouth(frames, blur_px)
 
     return make
 
 
 def motion_lever(train: list[Path], nets: dict, args: argparse.Namespace):
-    """(selection result, row name, maker) of the motion model fitted on all training speakers;
+    """(selection result, {row name: maker}) of the motion model fitted on all training speakers;
     its gain chosen on a quarter of them (fit on the others) unless ``args.gain`` is given."""
     data, files = [], []
     for f in train:
@@ -82,7 +90,10 @@ def motion_lever(train: list[Path], nets: dict, args: argparse.Namespace):
     model, fit = fit_motion(data)
     save_motion(args.out / "lipmotion.safetensors", model, {**fit, "gain": gain})
     result.update(gain=gain, fit=fit)
-    return result, f"landmark motion + TPS warp (gain {gain}; deviation, ours)", motion_maker(model, gain)
+    rows = {f"landmark motion + TPS warp (gain {gain}; deviation, ours)": motion_maker(model, gain)}
+    for b in args.blur:
+        rows[f"landmark motion + TPS warp (gain {gain}) + mouth blur {b} px"] = motion_maker(model, gain, b)
+    return result, rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N test clips")
     ap.add_argument("--gain", type=float, default=None, help="motion gain (skips its selection)")
     ap.add_argument("--no-motion", action="store_true", help="no motion-model row")
+    ap.add_argument("--blur", type=float, action="append", default=[],
+                    help="also the motion row with its mouth blurred by this sigma (px)")
+    ap.add_argument("--no-reference", action="store_true", help="no row for the --reference generator")
     ap.add_argument("--reference", type=Path, default=DEFAULT_GENERATOR,
                     help="the paper-architecture generator bundle (its landmark net scores LMD)")
     ap.add_argument("--generator", action="append", default=[], metavar="NAME=BUNDLE",
@@ -102,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     test = test[: args.limit or None]
     nets, _ = load_bundle(args.reference)
     result: dict = {}
-    makers = {"ground truth": truth_maker, "identity image repeated": repeat_maker,
-              "paper architecture (Chen et al. 2018, ours)": generator_maker(nets["generator"])}
+    makers = {"ground truth": truth_maker, "identity image repeated": repeat_maker}
+    if not args.no_reference:
+        makers["paper architecture (Chen et al. 2018, ours)"] = generator_maker(nets["generator"])
     if not args.no_motion:
-        result, row, maker = motion_lever(train, nets, args)
-        makers[row] = maker
+        result, rows = motion_lever(train, nets, args)
+        makers.update(rows)
     for spec in args.generator:
         name, _, path = spec.partition("=")
         makers[name] = generator_maker(load_bundle(path, ("generator",))[0]["generator"])
