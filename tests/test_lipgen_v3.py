@@ -158,3 +158,16 @@ def test_edit_scale_shrinks_the_edit_towards_the_identity() -> None:
     g.config = replace(g.config, edit_scale=0.5)
     half = g(audio, ident) - ident[:, :, None]
     assert 0.3 < half.abs().mean() / full.abs().mean() < 0.7
+
+
+def test_soften_mouth_blurs_the_mouth_only() -> None:
+    from avsync.lipgen.motion import soften_mouth
+
+    rng = np.random.default_rng(0)
+    frames = (rng.random((2, 64, 64, 3)) * 255).astype(np.uint8)
+    out = soften_mouth(frames, 1.0)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    assert np.array_equal(soften_mouth(frames, 0.0), frames)
+    change = np.abs(out.astype(float) - frames).mean(axis=(0, 3))
+    assert change[28:36, 28:36].mean() > 20 and change[:3, :3].max() < 1
+    assert out[:, 28:36, 28:36].std() < frames[:, 28:36, 28:36].std()  # smoother at the mouth
