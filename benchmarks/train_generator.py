@@ -41,6 +41,8 @@ def residual_main(argv: list[str]) -> int:
     ap.add_argument("--tune", default=None, metavar="BUNDLE",
                     help="no training: choose the edit scale of BUNDLE on the selection clips -> "
                     "OUT/generator_scaled.safetensors, OUT/edit_scale.json")
+    ap.add_argument("--blur", type=float, action="append", default=[],
+                    help="with --tune: mouth blur sigmas (px) to try with every edit scale")
     for f in fields(ResidualRecipe):
         if f.type in ("int", "float", "str"):
             kind = {"int": int, "float": float, "str": str}[f.type]
@@ -55,9 +57,10 @@ def residual_main(argv: list[str]) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         recipe = replace(base, **over)
-        result = tune_edit_scale(args.tune, args.cache, out / "generator_scaled.safetensors", recipe)
+        result = tune_edit_scale(args.tune, args.cache, out / "generator_scaled.safetensors", recipe,
+                                 blurs_px=args.blur or (0.0,))
         (out / "edit_scale.json").write_text(json.dumps(result, indent=1))
-        print(result["chosen"])
+        print(json.dumps(result["chosen"]))
         return 0
     summary = train_residual(args.cache, args.out, replace(base, **over))
     print(summary["best"])

@@ -142,9 +142,11 @@ def test_tiny_residual_run_selects_by_image_metrics(tmp_path: Path) -> None:
     assert summary["selection_clips"] and not set(summary["selection_clips"]) & set(summary["fit_clips"])
     tuned = out / "scaled.safetensors"
     result = tune_edit_scale(out / "last.safetensors", cache, tuned, recipe, (0.0, 1.0), split=split,
-                             log=None)
-    assert result["scales"][0.0]["score"] == pytest.approx(0.0, abs=1e-6)  # scale 0: the baseline itself
-    assert (result["chosen"] is not None) == tuned.is_file() == (result["scales"][1.0]["score"] > 0)
+                             log=None, blurs_px=(0.0, 1.0))
+    pairs = [(r["edit_scale"], r["mouth_blur_px"]) for r in result["tried"]]
+    assert pairs == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert result["tried"][0]["score"] == pytest.approx(0.0, abs=1e-6)  # scale 0, no blur: the baseline
+    assert (result["chosen"] is not None) == tuned.is_file() == (max(r["score"] for r in result["tried"]) > 0)
 
 
 def test_edit_scale_shrinks_the_edit_towards_the_identity() -> None:
@@ -171,3 +173,14 @@ def test_soften_mouth_blurs_the_mouth_only() -> None:
     change = np.abs(out.astype(float) - frames).mean(axis=(0, 3))
     assert change[28:36, 28:36].mean() > 20 and change[:3, :3].max() < 1
     assert out[:, 28:36, 28:36].std() < frames[:, 28:36, 28:36].std()  # smoother at the mouth
+
+
+def test_mouth_blur_softens_the_mouth_and_keeps_the_rest() -> None:
+    g = LipGenerator(generator_config(ResidualRecipe.debug())).eval()
+    audio, ident = _batch()
+    sharp = g(audio, ident)
+    g.config = replace(g.config, mouth_blur_px=1.0)
+    soft = g(audio, ident)
+    change = (soft - sharp).abs().mean(dim=(0, 1, 2))
+    assert change[28:36, 28:36].mean() > 0.05 and change[:4, :4].max() < 1e-5
+    assert soft[..., 28:36, 28:36].std() < sharp[..., 28:36, 28:36].std()

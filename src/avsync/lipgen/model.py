@@ -60,7 +60,9 @@ class GeneratorConfig(PresetMixin):
     (0, 0) = no mask; half_res: the decoder stops at 32 x 32 and its edit is upsampled
     bilinearly to 64 x 64 (about 3x cheaper to train; a smooth edit of a sharp identity image);
     edit_scale: factor on the residual edit (a shrinkage towards the identity image chosen after
-    training, :func:`avsync.lipgen.residual.tune_edit_scale`)."""
+    training, :func:`avsync.lipgen.residual.tune_edit_scale`); mouth_blur_px: Gaussian blur
+    (sigma, crop pixels) of the output inside the mouth mask (the expected frame under the crop's
+    sub-pixel jitter is smoother than any one frame; chosen with edit_scale; 0 = none)."""
 
     audio_channels: tuple[int, ...] = (32, 64, 96)
     id_channels: tuple[int, int, int] = (32, 64, 96)
@@ -78,6 +80,7 @@ class GeneratorConfig(PresetMixin):
     mask_sigma_px: tuple[float, float] = (0.0, 0.0)  # (0, 0): no mask (checkpoints before the field)
     half_res: bool = False  # False in checkpoints written before the field existed
     edit_scale: float = 1.0  # 1.0 in checkpoints written before the field existed
+    mouth_blur_px: float = 0.0  # 0.0 in checkpoints written before the field existed
 
     @classmethod
     def debug(cls) -> GeneratorConfig:
@@ -264,5 +267,20 @@ class LipGenerator(nn.Module):
         delta = delta * (self.mask * self.config.edit_scale)
         if self.config.residual:
             base = torch.atanh(identity.clamp(-0.98, 0.98))[:, :, None]
-            return torch.tanh(base + delta)
-        return torch.tanh(delta)
+            return self._soften(torch.tanh(base + delta))
+        return self._soften(torch.tanh(delta))
+
+    def _soften(self, video: torch.Tensor) -> torch.Tensor:
+        """Blend in a Gaussian blur (mouth_blur_px) of every frame, weighted by the mouth mask."""
+        sigma = self.config.mouth_blur_px
+        if sigma <= 0:
+            return video
+        r = max(1, int(round(3 * sigma)))
+        k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=video.dtype, device=video.device) / sigma) ** 2)
+        k = k / k.sum()
+        b, c, t, h, w = video.shape
+        x = video.transpose(1, 2).reshape(b * t * c, 1, h, w)
+        x = nn.functional.pad(x, (r, r, r, r), mode="replicate")
+        x = nn.functional.conv2d(nn.functional.conv2d(x, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+        blurred = x.reshape(b, t, c, h, w).transpose(1, 2)
+        return video + self.mask * (blurred - video)

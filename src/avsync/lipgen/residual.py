@@ -199,29 +199,33 @@ EDIT_SCALES: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 
 def tune_edit_scale(bundle: str | Path, cache_dir: str | Path, out: str | Path,
                     recipe: ResidualRecipe = ResidualRecipe(), scales: Sequence[float] = EDIT_SCALES,
-                    split: str | Path = REALCLIPS_SPLIT, log: Log | None = print) -> dict:
-    """Shrink a trained generator's edit towards the identity image: score ``scales`` of its
-    edit on the selection clips (the recipe's split; test speakers never looked at) and write the
-    bundle with the best ``edit_scale`` to ``out`` when one beats the baseline on all three
-    metrics. Returns {"identity": ..., "scales": {scale: metrics + score}, "chosen": scale | None}."""
+                    split: str | Path = REALCLIPS_SPLIT, log: Log | None = print,
+                    blurs_px: Sequence[float] = (0.0,)) -> dict:
+    """Shrink a trained generator's edit towards the identity image (and soften its mouth): score
+    every (``scales``, ``blurs_px``) pair on the selection clips (the recipe's split; the test
+    speakers are never looked at) and write the bundle with the best ``edit_scale`` and
+    ``mouth_blur_px`` to ``out`` when one beats the baseline on all three metrics. Returns
+    {"identity": ..., "tried": [{"edit_scale", "mouth_blur_px", metrics, "score"}], "chosen":
+    the best entry or None}."""
     nets, meta = load_bundle(bundle)
     g = nets["generator"]
     _, _, sel, critic_nets, truth_pts, base = selection_set(cache_dir, recipe, split, bundle)
-    rows = {}
+    tried = []
     for a in scales:
-        g.config = replace(g.config, edit_scale=float(a))
-        m = selection_metrics(lambda c, i, lm: generate_frames(g, lm, i, len(c.rgb)), sel,
-                              critic_nets["landmarks"], truth_pts)
-        rows[float(a)] = {**m, "score": selection_score(m, base)}
-        if log:
-            log(f"[scale {a}] {rows[float(a)]}")
-    best = max(rows, key=lambda a: rows[a]["score"])
-    chosen = best if rows[best]["score"] > 0 else None
+        for b in blurs_px:
+            g.config = replace(g.config, edit_scale=float(a), mouth_blur_px=float(b))
+            m = selection_metrics(lambda c, i, lm: generate_frames(g, lm, i, len(c.rgb)), sel,
+                                  critic_nets["landmarks"], truth_pts)
+            tried.append({"edit_scale": float(a), "mouth_blur_px": float(b), **m,
+                          "score": selection_score(m, base)})
+            if log:
+                log(f"[tune] {tried[-1]}")
+    best = max(tried, key=lambda r: r["score"])
+    chosen = best if best["score"] > 0 else None
     if chosen is not None:
-        g.config = replace(g.config, edit_scale=chosen)
-        tried = {str(k): v for k, v in rows.items()}
-        save_bundle(out, nets, {**meta["metrics"], "edit_scale_selection": tried, "selection_identity": base})
-    return {"identity": base, "scales": rows, "chosen": chosen}
+        g.config = replace(g.config, edit_scale=chosen["edit_scale"], mouth_blur_px=chosen["mouth_blur_px"])
+        save_bundle(out, nets, {**meta["metrics"], "tune": tried, "selection_identity": base})
+    return {"identity": base, "tried": tried, "chosen": chosen}
 
 
 def train_residual(cache_dir: str | Path, out_dir: str | Path, recipe: ResidualRecipe = ResidualRecipe(),
