@@ -53,7 +53,16 @@ class GeneratorConfig(PresetMixin):
     of the fused feature (FRAMES / 2); skip: identity skip at 16 x 16; residual: the decoder
     edits the identity image instead of drawing each frame from scratch (see module doc);
     upsample: "transpose" (the paper's transposed convolutions) or "resize" (nearest-neighbour
-    upsampling then a 3 x 3 convolution: no checkerboard artefacts, Odena et al. 2016)."""
+    upsampling then a 3 x 3 convolution: no checkerboard artefacts, Odena et al. 2016);
+    mask_sigma_px: (x, y) radii in crop pixels of a fixed soft mask around the crop centre (the
+    mouth, see :func:`mouth_mask`) that multiplies the residual edit, so that with
+    ``residual=True`` everything outside the mouth region stays the identity image exactly;
+    (0, 0) = no mask; half_res: the decoder stops at 32 x 32 and its edit is upsampled
+    bilinearly to 64 x 64 (about 3x cheaper to train; a smooth edit of a sharp identity image);
+    edit_scale: factor on the residual edit (a shrinkage towards the identity image chosen after
+    training, :func:`avsync.lipgen.residual.tune_edit_scale`); mouth_blur_px: Gaussian blur
+    (sigma, crop pixels) of the output inside the mouth mask (the expected frame under the crop's
+    sub-pixel jitter is smoother than any one frame; chosen with edit_scale; 0 = none)."""
 
     audio_channels: tuple[int, ...] = (32, 64, 96)
     id_channels: tuple[int, int, int] = (32, 64, 96)
@@ -68,6 +77,10 @@ class GeneratorConfig(PresetMixin):
     skip: bool = True
     residual: bool = False  # False in checkpoints written before the field existed
     upsample: str = "transpose"  # "transpose" in checkpoints written before the field existed
+    mask_sigma_px: tuple[float, float] = (0.0, 0.0)  # (0, 0): no mask (checkpoints before the field)
+    half_res: bool = False  # False in checkpoints written before the field existed
+    edit_scale: float = 1.0  # 1.0 in checkpoints written before the field existed
+    mouth_blur_px: float = 0.0  # 0.0 in checkpoints written before the field existed
 
     @classmethod
     def debug(cls) -> GeneratorConfig:
@@ -79,6 +92,18 @@ class GeneratorConfig(PresetMixin):
     @classmethod
     def small(cls) -> GeneratorConfig:
         return cls(residual=True)
+
+
+def mouth_mask(size: int, sigma_px: tuple[float, float]) -> torch.Tensor:
+    """(size, size) float32 soft mask, 1 at the crop centre (the outer-lip centroid of the
+    landmark-aligned crop) falling to 0: exp(-0.5 r^4) with r^2 = (dx/sx)^2 + (dy/sy)^2, a
+    flat-topped ellipse (0.61 at r = 1, 0.04 at r = 1.6). All ones when a sigma is 0."""
+    sx, sy = sigma_px
+    if sx <= 0 or sy <= 0:
+        return torch.ones(size, size)
+    c = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    r2 = (c[None, :] / sx) ** 2 + (c[:, None] / sy) ** 2
+    return torch.exp(-0.5 * r2**2)
 
 
 def conv2d(c_in: int, c_out: int, stride: int | tuple[int, int] = 1) -> nn.Sequential:
@@ -210,11 +235,16 @@ class LipGenerator(nn.Module):
         self.up1 = ResizeUp(c.latent, d1, time=True) if resize else _up(c.latent, d1)  # (16, 16, 16)
         self.skip = nn.Conv3d(c.id_channels[1], d1, 1) if c.skip else None
         self.up2 = ResizeUp(d1, d2) if resize else SpatialUp(d1, d2)  # (16, 32, 32)
-        self.up3 = ResizeUp(d2, d3) if resize else SpatialUp(d2, d3)  # (16, 64, 64)
+        if c.half_res:
+            self.up3 = nn.Identity()  # (16, 32, 32), upsampled after self.out
+            d3 = d2
+        else:
+            self.up3 = ResizeUp(d2, d3) if resize else SpatialUp(d2, d3)  # (16, 64, 64)
         self.out = nn.Conv3d(d3, 3, (3, 3, 3), 1, 1)
         if c.residual:
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
+        self.register_buffer("mask", mouth_mask(c.image_size, c.mask_sigma_px), persistent=False)
 
     def forward(self, audio: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
         a = self.audio(audio)  # (B, Ca, Tl)
@@ -231,7 +261,26 @@ class LipGenerator(nn.Module):
         if self.skip is not None:
             x = x + self.skip(f16[:, :, None])
         delta = self.out(self.up3(self.up2(x)))
+        if self.config.half_res:
+            delta = nn.functional.interpolate(delta, scale_factor=(1.0, 2.0, 2.0), mode="trilinear",
+                                              align_corners=False)
+        delta = delta * (self.mask * self.config.edit_scale)
         if self.config.residual:
             base = torch.atanh(identity.clamp(-0.98, 0.98))[:, :, None]
-            return torch.tanh(base + delta)
-        return torch.tanh(delta)
+            return self._soften(torch.tanh(base + delta))
+        return self._soften(torch.tanh(delta))
+
+    def _soften(self, video: torch.Tensor) -> torch.Tensor:
+        """Blend in a Gaussian blur (mouth_blur_px) of every frame, weighted by the mouth mask."""
+        sigma = self.config.mouth_blur_px
+        if sigma <= 0:
+            return video
+        r = max(1, int(round(3 * sigma)))
+        k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=video.dtype, device=video.device) / sigma) ** 2)
+        k = k / k.sum()
+        b, c, t, h, w = video.shape
+        x = video.transpose(1, 2).reshape(b * t * c, 1, h, w)
+        x = nn.functional.pad(x, (r, r, r, r), mode="replicate")
+        x = nn.functional.conv2d(nn.functional.conv2d(x, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+        blurred = x.reshape(b, t, c, h, w).transpose(1, 2)
+        return video + self.mask * (blurred - video)
