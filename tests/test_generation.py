@@ -68,18 +68,23 @@ def fake_clip(
     return path
 
 
-@pytest.fixture
-def gen_cache(tmp_path: Path) -> tuple[Path, Path]:
+def fake_cache(tmp_path: Path, speakers: list[tuple[str, str]]) -> tuple[Path, Path]:
+    """A generation cache of one fake clip per (speaker, split side) and its split file."""
     cache = tmp_path / "cache"
     cache.mkdir()
     rows = []
-    for i, (spk, side) in enumerate([("a", "train"), ("b", "train"), ("c", "val")]):
+    for i, (spk, side) in enumerate(speakers):
         src = f"{spk}/clip{i}.mp4"
         fake_clip(cache / f"clip{i}-0123456789abcdef.npz", src, spk, seed=i)
         rows.append({"path": src, "speaker": spk, "split": side})
     split = tmp_path / "split.jsonl"
     split.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return cache, split
+
+
+@pytest.fixture
+def gen_cache(tmp_path: Path) -> tuple[Path, Path]:
+    return fake_cache(tmp_path, [("a", "train"), ("b", "train"), ("c", "val")])
 
 
 def test_resample_to_clock_keeps_25_and_halves_50() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_generation import fake_clip
+from test_generation import fake_cache
 
 from avsync.lipgen.model import GeneratorConfig, LipGenerator, mouth_mask
 from avsync.lipgen.residual import (
@@ -101,21 +101,8 @@ def test_augment_flips_identity_and_frames_together() -> None:
     assert not torch.equal(out["video"], video) and out["video"].abs().max() <= 1
 
 
-def _cache(tmp_path: Path, speakers: list[tuple[str, str]]) -> tuple[Path, Path]:
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    rows = []
-    for i, (spk, side) in enumerate(speakers):
-        src = f"{spk}/clip{i}.mp4"
-        fake_clip(cache / f"clip{i}-0123456789abcdef.npz", src, spk, seed=i)
-        rows.append({"path": src, "speaker": spk, "split": side})
-    split = tmp_path / "split.jsonl"
-    split.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return cache, split
-
-
 def test_selection_split_holds_out_whole_speakers_and_keeps_grid_s1_in_the_fit(tmp_path: Path) -> None:
-    cache, _ = _cache(tmp_path, [("GRID s1", "train"), ("GRID s1-like", "train"), ("a", "train"),
+    cache, _ = fake_cache(tmp_path, [("GRID s1", "train"), ("GRID s1-like", "train"), ("a", "train"),
                                  ("a", "train"), ("b", "train"), ("c", "train")])
     files = sorted(cache.glob("*.npz"))
     for seed in range(5):
@@ -130,7 +117,7 @@ def test_tiny_residual_run_selects_by_image_metrics(tmp_path: Path) -> None:
 
     if not DEFAULT_GENERATOR.is_file():
         pytest.skip("no generator shipped (its landmark network scores LMD)")
-    cache, split = _cache(tmp_path, [("a", "train"), ("b", "train"), ("c", "val")])
+    cache, split = fake_cache(tmp_path, [("a", "train"), ("b", "train"), ("c", "val")])
     out = tmp_path / "run"
     recipe = replace(ResidualRecipe.debug(), selection_share=0.5, steps=3, val_every=1)
     summary = train_residual(cache, out, recipe, split=split, log=None)
