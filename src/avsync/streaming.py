@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avsync.face.tracks import CUT_THRESHOLD, Track, Tracker, VisualAnalysis, frame_hist
+from avsync.face.tracks import Track, Tracker, VisualAnalysis, track_frames
 from avsync.features import AudioFeatures
 from avsync.models.registry import SyncMethod, needs_neural
 from avsync.segments import TrackEvidence, combine_tracks, drop_audio_caches, score_segment, segment_frames
@@ -180,21 +180,13 @@ def _drop_head(track: Track, k: int) -> None:
 
 def _pass(detected: Iterator, scorer: SegmentScorer, keep_crops: bool,
           on_frame: Callable[[int], None] | None) -> int:
-    """The loop of face.tracks.track_detections over ``(frame, faces)`` pairs (face.pipeline),
-    with the scorer called after every frame."""
+    """face.tracks.track_frames over ``(frame, faces)`` pairs (face.pipeline), with the scorer
+    called after every frame; the number of frames."""
     tracker = Tracker(keep_crops=keep_crops)
-    prev_hist, n = None, 0
-    for n, (frame, faces) in enumerate(detected, start=1):
-        image = frame.image
-        hist = getattr(frame, "hist", None)
-        hist = frame_hist(image) if hist is None else hist
-        if prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > CUT_THRESHOLD:
-            tracker.cut()
-        prev_hist = hist
-        tracker.update(n - 1, frame.time_s, image, faces, getattr(frame, "grey", None))
+    n = 0
+    for i, frame, _, _ in track_frames(detected, tracker, on_frame):
         scorer.after_frame(tracker, frame.time_s)
-        if on_frame is not None:
-            on_frame(n - 1)
+        n = i + 1
     scorer.close(tracker)
     return n
 

@@ -9,8 +9,9 @@ the lip points in that crop's pixel coordinates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -266,6 +267,29 @@ def analyse_frames(frames: Iterable, landmarker: LandmarkBackend,
     return track_detections(detected, on_frame, keep_crops, rgb_crop_size)
 
 
+def track_frames(detected: Iterable, tracker: Tracker, on_frame: Callable[[int], None] | None = None
+                 ) -> Iterator[tuple[int, Any, np.ndarray, bool]]:
+    """Shot cuts + ``tracker.update`` over ``(frame, faces)`` pairs in frame order; yields
+    ``(n, frame, image, cut)`` after each frame's update (cut: a shot cut ended the tracks
+    before it), then calls ``on_frame(n)``. The tracker is left open for the caller.
+
+    A frame may carry ``hist`` (its :func:`frame_hist`) and ``grey`` (``grey_image(image)``),
+    computed ahead by a decoding thread (face.pipeline); else they are computed here."""
+    prev_hist = None
+    for n, (frame, faces) in enumerate(detected):
+        image = frame.image
+        hist = getattr(frame, "hist", None)
+        hist = frame_hist(image) if hist is None else hist
+        cut = prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > CUT_THRESHOLD
+        if cut:
+            tracker.cut()
+        prev_hist = hist
+        tracker.update(n, frame.time_s, image, faces, getattr(frame, "grey", None))
+        yield n, frame, image, bool(cut)
+        if on_frame is not None:
+            on_frame(n)
+
+
 def track_detections(detected: Iterable, on_frame: Callable[[int], None] | None = None,
                      keep_crops: bool = False, rgb_crop_size: int = 0) -> VisualAnalysis:
     """Shot cuts + tracking over ``(frame, faces)`` pairs in frame order (see analyse_frames).
@@ -273,23 +297,14 @@ def track_detections(detected: Iterable, on_frame: Callable[[int], None] | None 
     A frame may carry ``hist`` (its :func:`frame_hist`) and ``grey`` (``grey_image(image)``),
     computed ahead by a decoding thread (face.pipeline); else they are computed here."""
     tracker = Tracker(keep_crops=keep_crops, rgb_crop_size=rgb_crop_size)
-    prev_hist = None
     times: list[float] = []
     cuts: list[int] = []
     size = (0, 0)
-    for n, (frame, faces) in enumerate(detected):
-        image = frame.image
+    for n, frame, image, cut in track_frames(detected, tracker, on_frame):
         size = image.shape[1], image.shape[0]
-        hist = getattr(frame, "hist", None)
-        hist = frame_hist(image) if hist is None else hist
-        if prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > CUT_THRESHOLD:
+        if cut:
             cuts.append(n)
-            tracker.cut()
-        prev_hist = hist
-        tracker.update(n, frame.time_s, image, faces, getattr(frame, "grey", None))
         times.append(frame.time_s)
-        if on_frame is not None:
-            on_frame(n)
     tracks = tracker.close()
     frame_times = np.asarray(times, dtype=np.float64)
     for t in tracks:  # gap frames get their true times
