@@ -1,7 +1,8 @@
 """Zero bias of the sync methods on corpora whose sync is established, and its calibration.
 
     python benchmarks/bias.py [--clips ../shared/data/realclips] [--cache cache/eval]
-        [--out out/bias.json] [--write]   # --write: store the estimates in the shipped weights
+        [--out out/bias.json] [--trained landmark,c3,syncnet,simmatrix,vocalist]
+        [--write]   # --write: store the estimates in the shipped weights of --trained
 
 The zero is the convention of the corpora the field trusts: GRID (recorded in sync) and
 LRS2/LRS3 as published. Their clips in the realclips MANIFEST are grouped by source repository
@@ -58,9 +59,10 @@ OFF_SYNC: frozenset[str] = frozenset({"LRS3 (v-iashin/SparseSync)"})
 DEMO: tuple[str, float] = ("syncnet_python-QinSy77/data/guangfan.avi", -3.0)
 """syncnet_python's demo clip and SyncNet's reading of it (frames, audio early)."""
 
-TRAINED: tuple[str, ...] = ("landmark", "c3")
-FUSIONS: dict[str, tuple[str, ...]] = {"landmark_c3": ("landmark", "c3")}
-METHODS: tuple[str, ...] = ("avcorr", *TRAINED, *FUSIONS)
+TRAINED: tuple[str, ...] = ("landmark", "c3", "syncnet", "simmatrix", "vocalist")
+"""The shipped trained methods (``--trained`` picks some of them)."""
+FUSIONS: tuple[str, ...] = ("landmark_c3", "stacked")
+"""Fusions reported (their members are scored by the same, calibrated instances)."""
 N_NULL: int = 4
 N_BOOT: int = 2000
 
@@ -80,25 +82,28 @@ def established_clips(root: Path) -> list[tuple[str, str]]:
 class Scorer:
     """The methods of one run with shared model instances (their caches) and settable biases."""
 
-    def __init__(self) -> None:
-        self.models = {m: create_model(m) for m in ("avcorr", *TRAINED)}
+    def __init__(self, trained: tuple[str, ...] = TRAINED) -> None:
+        self.trained = trained
+        self.models = {m: create_model(m) for m in ("avcorr", *trained)}
         self.fusions = {}
-        for name, members in FUSIONS.items():
+        for name in FUSIONS:
             f = create_model(name)
-            f._members = [self.models[m] for m in members]  # share instances (and biases)
-            self.fusions[name] = f
+            if all(m in self.models for m in f.config.members):
+                f._members = [self.models[m] for m in f.config.members]  # share instances (biases)
+                self.fusions[name] = f
+        self.methods = (*self.models, *self.fusions)
 
     def peaks(self, path: Path, cache: Path, biases: dict[str, float], whole: dict | None = None
               ) -> dict[str, float]:
         """Sub-frame peak (frames) of every method on ``path`` with the trained ``biases``;
         ``whole`` (if given) receives the whole-frame peaks (argmax, the reading before sub-frame
         refinement)."""
-        for m in TRAINED:
+        for m in self.trained:
             self.models[m].bias_frames = biases[m]
         analysis = cached_analysis(path, cache, keep_crops=True)
         audio = analyse_audio(path)
         out = {}
-        for name in METHODS:
+        for name in self.methods:
             model = self.models.get(name) or self.fusions[name]
             _, cs = synchronise(analysis, audio, analysis.fps, model, drift=False, n_null=N_NULL)
             out[name] = float(cs.offset_frames)
@@ -115,12 +120,12 @@ def boot_median(x: Iterable[float], seed: int = 0) -> tuple[float, float, float]
     return float(np.median(x)), float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))
 
 
-def loso_biases(raw: list[dict], sources: list[str]) -> dict[str, dict[str, float]]:
+def loso_biases(raw: list[dict], sources: list[str], trained: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """Held-out source -> trained method -> median raw peak over the other sources' clips."""
     out = {}
     for held in sorted(set(sources)):
         keep = [r for r, s in zip(raw, sources, strict=True) if s != held and s not in OFF_SYNC]
-        out[held] = {m: float(np.median([r[m] for r in keep])) for m in TRAINED}
+        out[held] = {m: float(np.median([r[m] for r in keep])) for m in trained}
     return out
 
 
@@ -128,7 +133,7 @@ def fmt(t: tuple[float, float, float]) -> str:
     return f"{t[0]:+.2f} [{t[1]:+.2f}, {t[2]:+.2f}]"
 
 
-def report(rows: list[dict], shipped: dict[str, float], demo: dict) -> str:
+def report(rows: list[dict], shipped: dict[str, float], demo: dict, methods: tuple[str, ...]) -> str:
     est = [r for r in rows if r["source"] not in OFF_SYNC]
     lines = [f"{len(est)} established-corpus clips of {len({r['source'] for r in est})} sources "
              f"(+ {len(rows) - len(est)} off-sync SparseSync clip(s), reported only); errors in frames "
@@ -137,7 +142,7 @@ def report(rows: list[dict], shipped: dict[str, float], demo: dict) -> str:
              "| before: median error | after (LOSO): median error | after: mean abs error "
              "| before / after incl. SparseSync |",
              "|---|---|---|---|---|---|---|"]
-    for m in METHODS:
+    for m in methods:
         ship = f"{shipped[m]:+.2f}" if m in shipped else ("members" if m in FUSIONS else "0 (training-free)")
         b, a = [r["raw"][m] for r in est], [r["loso"][m] for r in est]
         w = [r["raw_whole"][m] for r in est]
@@ -146,17 +151,17 @@ def report(rows: list[dict], shipped: dict[str, float], demo: dict) -> str:
                      f"{np.mean(np.abs(a)):.2f} | {np.median([r['raw'][m] for r in rows]):+.2f} / "
                      f"{np.median([r['loso'][m] for r in rows]):+.2f} |")
     lines += ["", "Per source (median error before -> after LOSO, frames):", "",
-              "| source | clips | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
+              "| source | clips | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     for src in dict.fromkeys(r["source"] for r in rows):
         sel = [r for r in rows if r["source"] == src]
         cells = [f"{np.median([r['raw'][m] for r in sel]):+.2f} -> "
-                 f"{np.median([r['loso'][m] for r in sel]):+.2f}" for m in METHODS]
+                 f"{np.median([r['loso'][m] for r in sel]):+.2f}" for m in methods]
         mark = " (off sync)" if src in OFF_SYNC else ""
         lines.append(f"| {src}{mark} | {len(sel)} | " + " | ".join(cells) + " |")
     if demo:
         lines += ["", f"syncnet_python demo clip `{DEMO[0]}` (SyncNet: {DEMO[1]:+.0f} frames), "
                   "before -> after the shipped calibration: "
-                  + ", ".join(f"{m} {demo['raw'][m]:+.1f} -> {demo['shipped'][m]:+.1f}" for m in METHODS)]
+                  + ", ".join(f"{m} {demo['raw'][m]:+.1f} -> {demo['shipped'][m]:+.1f}" for m in methods)]
     return "\n".join(lines)
 
 
@@ -183,11 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=Path, default=Path("../shared/data/realclips"))
     ap.add_argument("--cache", type=Path, default=Path("cache/eval"))
     ap.add_argument("--out", type=Path, default=Path("out/bias.json"))
+    ap.add_argument("--trained", default=",".join(TRAINED), help="trained methods to measure")
     ap.add_argument("--write", action="store_true", help="store the estimates in the shipped weights")
     args = ap.parse_args(argv)
+    trained = tuple(m for m in args.trained.split(",") if m)
+    if set(trained) - set(TRAINED):
+        ap.error(f"--trained: one of {', '.join(TRAINED)}")
     clips = established_clips(args.clips)
-    scorer = Scorer()
-    zero = dict.fromkeys(TRAINED, 0.0)
+    scorer = Scorer(trained)
+    zero = dict.fromkeys(trained, 0.0)
     rows = []
     for path, src in clips:
         whole: dict[str, int] = {}
@@ -199,17 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"path": path, "source": src, "raw": raw, "raw_whole": whole})
         print(f"{path[:60]:60s} raw " + " ".join(f"{m} {v:+.2f}" for m, v in rows[-1]["raw"].items()),
               file=sys.stderr, flush=True)
-    loso = loso_biases([r["raw"] for r in rows], [r["source"] for r in rows])
+    loso = loso_biases([r["raw"] for r in rows], [r["source"] for r in rows], trained)
     for r in rows:
         r["loso_bias"] = loso[r["source"]]
         r["loso"] = scorer.peaks(args.clips / r["path"], args.cache, loso[r["source"]])
     est = [r for r in rows if r["source"] not in OFF_SYNC]
-    shipped = {m: float(np.median([r["raw"][m] for r in est])) for m in TRAINED}
+    shipped = {m: float(np.median([r["raw"][m] for r in est])) for m in trained}
     demo = {}
     if (args.clips / DEMO[0]).is_file():
         demo = {"raw": scorer.peaks(args.clips / DEMO[0], args.cache, zero),
                 "shipped": scorer.peaks(args.clips / DEMO[0], args.cache, shipped)}
-    text = report(rows, shipped, demo)
+    text = report(rows, shipped, demo, scorer.methods)
     print(f"# bias.py, {datetime.date.today()}, {platform.machine()} CPU\n\n{text}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "shipped": shipped, "loso": loso, "demo": demo},
