@@ -1,5 +1,5 @@
 """Batch scheduling and driver costs: longest inputs first, workers started before the listing,
-grouped fsync, one thread per worker, a bad method refused once in the driver."""
+grouped fsync, one thread per worker on a core of its own, a bad method refused once in the driver."""
 
 from __future__ import annotations
 
@@ -138,3 +138,65 @@ def test_worker_forces_one_thread_whatever_the_environment():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "1", "1", "1", "1"]
+
+
+def _claimer(env: dict) -> subprocess.Popen:
+    """A process that claims a core, prints 'CORE AFFINITY...' and holds the claim until stdin closes."""
+    code = ("import os, sys; from avsync.batch.worker import claim_core; c = claim_core(); "
+            "print(c, *sorted(os.sched_getaffinity(0)), flush=True); sys.stdin.read()")
+    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env=env)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and at least two cores")
+def test_workers_claim_distinct_cores_and_free_them_when_they_die(tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("AVSYNC_PIN", None)
+    procs = [_claimer(env) for _ in cores]
+    try:
+        lines = [p.stdout.readline().split() for p in procs]
+        claimed = [int(line[0]) for line in lines]
+        assert sorted(claimed) == cores  # each its own core ...
+        assert all(line[1:] == [line[0]] for line in lines)  # ... and pinned to it alone
+        extra = _claimer(env)  # no core left: runs unpinned
+        assert extra.communicate("", timeout=120)[0].split() == ["None", *map(str, cores)]
+        procs[0].kill()  # dies without cleaning up: the kernel drops its lock
+        procs[0].wait(timeout=60)
+        again = _claimer(env)
+        assert again.communicate("", timeout=120)[0].split() == [str(claimed[0])] * 2
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.communicate("", timeout=60)
+    off = _claimer({**env, "AVSYNC_PIN": "0"})  # --no-pin
+    assert off.communicate("", timeout=120)[0].split() == ["None", *map(str, cores)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_worker_memory_is_reused_not_mapped_afresh():
+    """A 40 MB array (above glibc's largest adaptive mmap threshold, 32 MB), made and freed 5 times:
+    by default each is a fresh mapping (faulted in and zeroed by the kernel every time); in a
+    worker that keeps its memory it comes from the heap, which does not grow after the first."""
+    code = ("import ctypes, sys, numpy as np; from avsync.batch.worker import keep_freed_memory\n"
+            "class M(ctypes.Structure): _fields_ = [(n, ctypes.c_size_t) for n in "
+            "'arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost'.split()]\n"
+            "info = ctypes.CDLL('libc.so.6').mallinfo2; info.restype = M\n"
+            "ok = keep_freed_memory() if sys.argv[1] == '1' else True\n"
+            "mapped, heap = [], []\n"
+            "for _ in range(5):\n"
+            "    a = np.ones(40 << 20, np.uint8); m = info(); mapped.append(m.hblkhd >> 20); "
+            "heap.append(m.arena >> 20); del a\n"
+            "print(ok, min(mapped), max(heap) - heap[0])")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    got = {}
+    for keep in ("0", "1"):
+        out = subprocess.run([sys.executable, "-c", code, keep], capture_output=True, text=True, env=env,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        ok, mapped_mb, heap_growth_mb = out.stdout.split()
+        assert ok == "True"
+        got[keep] = (int(mapped_mb), int(heap_growth_mb))
+    assert got["0"][0] >= 40  # default: the array is its own mapping, every time
+    assert got["1"][0] < 40 and got["1"][1] == 0  # kept: from the heap, reused (no growth after the first)

@@ -152,7 +152,7 @@ def test_bias_estimates_leave_the_source_out_and_skip_off_sync_copies() -> None:
     raw = [{"landmark": -0.2, "c3": -0.5}] * 3 + [{"landmark": -1.0, "c3": -1.0}] * 2 + [
         {"landmark": 3.0, "c3": 3.0}]
     sources = ["A"] * 3 + ["B"] * 2 + [off]
-    loso = bias.loso_biases(raw, sources)
+    loso = bias.loso_biases(raw, sources, ("landmark", "c3"))
     assert loso["A"] == {"landmark": -1.0, "c3": -1.0}  # only B's clips (the off-sync one never)
     assert loso["B"] == {"landmark": -0.2, "c3": -0.5}
     assert loso[off] == {"landmark": -0.2, "c3": -0.5}  # median of A, A, A, B, B

@@ -69,6 +69,8 @@ def batch(
     kept: Path | None = typer.Option(None, help="Manifest of kept inputs (default OUT.kept.jsonl)."),
     fix_dir: Path | None = typer.Option(None, help="Write corrected copies of reliable results more "
                                         "than 1 frame off here (never over an input)."),
+    pin: bool = typer.Option(True, help="Each worker on a CPU core of its own (--no-pin on a machine "
+                             "busy with other work)."),
     progress: bool = typer.Option(True, help="Progress bar on stderr."),
 ) -> None:
     """Measure many files (resumable): one JSON line per input in OUT."""
@@ -78,7 +80,7 @@ def batch(
     try:
         summary = _call(run_batch, inputs, out, engine=engine, address=address, workers=workers,
                         method=method, resume=resume, overwrite=overwrite, keep=keep, kept=kept,
-                        fix_dir=fix_dir, on_start=bar.start, on_result=bar.update)
+                        fix_dir=fix_dir, on_start=bar.start, on_result=bar.update, pin=pin)
     except KeyboardInterrupt:
         bar.stop()
         _fail(f"interrupted; finished inputs are in {out}: rerun with --resume to go on", code=130)

@@ -26,6 +26,8 @@ class WorkerConfig:
     method: str | None
     fix_dir: str | None = None
     threads: int = 1
+    pin: bool = True
+    """Pin each one-thread worker to a core of its own (:func:`claim_core`)."""
 
 
 THREAD_ENV = ("AVSYNC_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -34,14 +36,98 @@ THREAD_ENV = ("AVSYNC_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_
 allowed), the others are read by native libraries that start after ``init_worker``; torch's own
 counts are set explicitly."""
 
+PIN_ENV: str = "AVSYNC_PIN"
+"""Environment variable: ``0`` never pins workers to cores (``batch --no-pin`` sets it too)."""
+
 _MODELS: dict[str | None, object] = {}
+_CORE_LOCK: list = []  # the open lock file of the claimed core, held for the process's life
+
+
+def core_lock_dir() -> Path:
+    """Where workers of this user on this machine claim cores (one lock file per core)."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"avsync-cores-{os.getuid()}"
+
+
+def claim_core() -> int | None:
+    """Pin this process to one allowed core that no other avsync worker on this machine holds.
+
+    Why: a one-thread worker still hands work between its own threads (the decoder's, MediaPipe's
+    graph); unpinned, the kernel runs those hand-offs on whichever core, and with one worker per
+    core both cores idle ~9 % of the time while each waits for the other's core
+    (docs/BENCHMARKS.md, issue 13). The claim is an exclusive ``flock`` on
+    ``core_lock_dir()/core{N}.lock``, which the kernel releases when the process dies, however it
+    dies: a restarted pool or actor claims the freed core again, and a second batch on the same
+    machine takes the remaining cores, or none. Returns the core, or None (no core free, pinning
+    unsupported, or ``AVSYNC_PIN=0``): the process then runs unpinned, as before.
+    """
+    if os.environ.get(PIN_ENV, "1").strip() == "0" or not hasattr(os, "sched_setaffinity"):
+        return None
+    import fcntl
+
+    try:
+        folder = core_lock_dir()
+        folder.mkdir(exist_ok=True)
+        allowed = sorted(os.sched_getaffinity(0))
+    except OSError:
+        return None
+    if len(allowed) < 2:
+        return None
+    for core in allowed:
+        try:
+            fh = open(folder / f"core{core}.lock", "a")  # noqa: SIM115  (held while we live)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.sched_setaffinity(0, {core})
+        except OSError:
+            fh.close()
+            continue
+        _CORE_LOCK.append(fh)
+        return core
+    return None
+
+
+MALLOC_KEEP_BYTES: int = 64 << 20
+"""glibc malloc settings of a worker (:func:`keep_freed_memory`): arrays up to this size come from
+the heap, and this much freed memory is kept at its top for the next input."""
+
+
+def keep_freed_memory() -> bool:
+    """glibc: serve arrays up to MALLOC_KEEP_BYTES from the heap and keep freed memory for reuse.
+
+    By default glibc maps every block above its (adaptive, <= 32 MB) threshold afresh and unmaps
+    it when freed, so each input's frames, crops and features arrive as new pages the kernel
+    must fault in and zero: ~25,000 page faults per 3-second GRID clip. With these settings a
+    worker, which allocates the same sizes input after input, reuses its memory: ~1,200 faults,
+    about 0.4 CPU-s less system time per 6 clips, and less memory traffic for the neighbouring
+    worker (docs/BENCHMARKS.md, issue 13). Cost: a worker may keep up to 4 x MALLOC_KEEP_BYTES
+    (256 MB) of freed heap instead of returning it (long inputs still trim after each segment).
+    False where the C library has no ``mallopt`` (not glibc)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # glibc's malloc.h
+    return all(mallopt(k, v) == 1 for k, v in ((m_mmap_threshold, MALLOC_KEEP_BYTES),
+                                                (m_trim_threshold, 4 * MALLOC_KEEP_BYTES),
+                                                (m_top_pad, MALLOC_KEEP_BYTES)))
 
 
 def init_worker(config: WorkerConfig) -> None:
     """Once per worker: ``config.threads`` (1) intra-op thread, whatever the environment says (the
-    parallelism is across inputs: one worker per core), then build the model."""
+    parallelism is across inputs: one worker per core), a core of its own when it has one thread
+    and ``config.pin`` (:func:`claim_core`), memory kept for reuse (:func:`keep_freed_memory`),
+    then build the model."""
     for name in THREAD_ENV:
         os.environ[name] = str(config.threads)
+    if config.pin and config.threads == 1:
+        claim_core()
+    keep_freed_memory()
     import torch
 
     torch.set_num_threads(config.threads)
