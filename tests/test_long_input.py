@@ -146,7 +146,7 @@ def test_default_method_answers_unchanged(clip: str, example_clip: Path, request
 CHILD = """
 import json, resource, sys
 from avsync.inference import detect
-r = detect(sys.argv[1], method=sys.argv[2])
+r = detect(sys.argv[1], method=sys.argv[2], max_offset_ms=0.0)
 print(json.dumps({"offset_frames": r.offset_frames, "duration_s": r.duration_s,
                   "confidence": r.confidence, "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
                   "drift_end_s": max((p.end_s for t in r.tracks for p in t.drift), default=0.0),
@@ -167,7 +167,13 @@ def _detect_in_child(path: Path, method: str) -> dict:
 def test_ten_minute_file(example_clip: Path, tmp_path: Path) -> None:
     """A 10-minute file (the real example clip looped; 12.5 fps, 180x144 to keep CI affordable),
     default method: analysed segment by segment (avsync.streaming), drift over the whole file,
-    peak memory within +25% of a 1-minute file (which is analysed in memory)."""
+    peak memory within +25% of a 1-minute file (which is analysed in memory), CPU linear.
+
+    The wide search is off in both runs (``max_offset_ms=0``, as ``detect --max-offset-ms 0``):
+    on an unreliable long file it runs a second streaming pass while the in-memory 1-minute file
+    only re-scores, so with it the CPU comparison would not be like with like (it failed so,
+    16.2x for 10x, on a fresh CI machine). The second pass itself is tested against the in-memory
+    pipeline in test_long_input_segments.py."""
     from avsync.models.registry import DEFAULT_METHOD
 
     small = tmp_path / "small.mp4"

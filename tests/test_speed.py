@@ -200,3 +200,40 @@ def test_prefetch_order_errors_and_early_close():
     assert threading.active_count() == before  # the decoding thread is gone
     n = len(produced)
     assert n <= 5 + 2 + 2  # stopped within the queue depth
+
+
+@pytest.mark.skipif(pipeline.core_split() is None, reason="needs CPU affinity and two usable cores")
+def test_landmarker_gets_a_core_of_its_own_and_the_caller_gets_its_cores_back():
+    """With one landmarker on two or more cores: the landmarker is made and called on the last
+    usable core, the frames are decoded (produced) on the others, the caller's cores come back."""
+    import os
+
+    from avsync.face.pipeline import detected_frames
+
+    front, lm_core = pipeline.core_split()
+    before = os.sched_getaffinity(0)
+    seen: dict[str, set] = {}
+
+    class Recording(_Stateful):
+        def __init__(self):
+            super().__init__({})
+            seen["made"] = os.sched_getaffinity(0)
+
+        def detect(self, image, time_s):
+            seen.setdefault("detect", set()).update(os.sched_getaffinity(0))
+            return super().detect(image, time_s)
+
+    def frames():
+        for f in _frames(12):
+            seen.setdefault("produced", set()).update(os.sched_getaffinity(0))
+            yield f
+
+    with detected_frames(frames(), Recording, threads=2) as detected:
+        got = [f.index for f, _ in detected]
+    assert got == list(range(12))
+    assert seen["made"] == {lm_core} and seen["detect"] == {lm_core}
+    assert seen["produced"] == front and lm_core not in seen["produced"]
+    assert os.sched_getaffinity(0) == before
+    with detected_frames(frames(), Recording, threads=1) as detected:  # sequential: no split
+        list(detected)
+    assert seen["made"] == before

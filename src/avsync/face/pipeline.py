@@ -15,6 +15,14 @@ three stages overlap, each in frame order:
 Same answers, exactly: the landmarker sees the same frames in the same order, the tracker gets
 the same inputs (tests/test_speed.py compares the signals, crops and curves).
 
+Cores (Linux, :func:`core_split`): with one landmarker and two or more usable cores, the
+landmarker gets a core of its own (the last usable one: MediaPipe's graph threads, made when it
+is created, and the thread that calls it) and every other thread of the analysis (decoding, the
+decoder's own threads, converting, tracking) the other cores. Left to the scheduler these
+threads hand work to each other across both cores; split, the 60 s 720p test clip ran
+1.01-1.25x faster (median 1.12x over five alternating pairs, docs/BENCHMARKS.md "Speed v3"),
+with the same answers. The calling thread's affinity is restored at the end.
+
 Not the default: ``n_landmarkers=2`` (``detect --fast``) gives alternate landmarked frames to
 two landmarkers. MediaPipe's VIDEO mode carries state from one frame to the next: with
 ``max_faces`` faces in view it tracks instead of detecting, and a face it stops detecting is
@@ -59,6 +67,26 @@ FAST_STRIDE: int = 2
 
 THREADS_ENV: str = "AVSYNC_THREADS"
 """Environment variable: threads the face analysis may use (1 = the sequential path)."""
+
+
+def core_split() -> tuple[set[int], int] | None:
+    """(cores for the front end, the landmarker's core) when this thread may run on two or more
+    cores (Linux), else None: the landmarker on the last usable core, the rest on the others."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if len(allowed) < 2:
+        return None
+    return set(allowed[:-1]), allowed[-1]
+
+
+def _pin_thread(cores: set[int]) -> None:
+    """Confine the calling thread (Linux: pid 0 is the thread) to ``cores``; best effort."""
+    try:
+        os.sched_setaffinity(0, cores)
+    except (AttributeError, OSError):
+        pass
 
 
 def face_threads() -> int:
@@ -154,7 +182,7 @@ def prefetch(items: Iterable, depth: int = PREFETCH_FRAMES, clock: dict | None =
 
 
 def detect_alternating(frames: Iterable, landmarkers: list[LandmarkBackend], stride: int = 1,
-                       ahead: int = 0) -> Iterator:
+                       ahead: int = 0, landmark_cores: set[int] | None = None) -> Iterator:
     """(frame, faces) in frame order; the j-th landmarked frame goes to ``landmarkers[j % k]``
     on that landmarker's own thread, so k frames are landmarked at once, and ``ahead`` more are
     queued (``ahead=1`` with one landmarker: it works on the next frame while the caller
@@ -170,14 +198,15 @@ def detect_alternating(frames: Iterable, landmarkers: list[LandmarkBackend], str
 
     stride > 1 (``fast``): only every stride-th frame is landmarked; the faces of the frames in
     between are interpolated (:func:`interpolate_faces`), their crops still cut from their own
-    pixels.
+    pixels. landmark_cores: the landmarkers' threads run there (module doc, "Cores").
     """
     max_faces = getattr(landmarkers[0], "tracks_at_faces", None)
     if len(landmarkers) == 1 and stride == 1 and ahead == 0:
         for frame in frames:
             yield frame, landmarkers[0].detect(frame.image, frame.time_s)
         return
-    pools = [ThreadPoolExecutor(1, thread_name_prefix=f"avsync-landmarks{i}")
+    init = None if landmark_cores is None else (lambda: _pin_thread(landmark_cores))
+    pools = [ThreadPoolExecutor(1, thread_name_prefix=f"avsync-landmarks{i}", initializer=init)
              for i in range(len(landmarkers))]
     active = list(range(len(landmarkers)))  # landmarkers still in use
     pending: deque = deque()  # [frame, future or None for a skipped frame]
@@ -286,9 +315,15 @@ def detected_frames(frames: Iterable, make_landmarker: Callable[[], LandmarkBack
     k = max(1, min(n_landmarkers, threads))
     landmarkers: list[LandmarkBackend] = []
     stages: list = []  # generators, closed last-first (pools join before the landmarkers close)
+    split = core_split() if threads > 1 and k == 1 else None
+    caller_cores = os.sched_getaffinity(0) if split is not None else None
     try:
+        if split is not None:  # MediaPipe's graph threads inherit the creating thread's cores
+            _pin_thread({split[1]})
         for _ in range(k):
             landmarkers.append(make_landmarker())
+        if split is not None:  # the threads made from here on (decoding, converting) inherit these
+            _pin_thread(split[0])
         if threads > 1:  # decoding thread -> converting thread -> landmarker thread -> caller
             stages.append(prefetch(frames, depth=RAW_PREFETCH_FRAMES))
             frames = prefetch(stages[-1], clock=clock, map_fn=lambda f: prepare(f, clock))
@@ -296,10 +331,13 @@ def detected_frames(frames: Iterable, make_landmarker: Callable[[], LandmarkBack
         else:
             frames = map(materialize, frames)
         ahead = int(threads > 1 and k == 1)  # two alternating landmarkers keep both cores busy
-        stages.append(detect_alternating(frames, landmarkers, stride, ahead))
+        stages.append(detect_alternating(frames, landmarkers, stride, ahead,
+                                         None if split is None else {split[1]}))
         yield stages[-1]
     finally:
         for stage in reversed(stages):
             stage.close()
         for lm in landmarkers:
             lm.close()
+        if caller_cores is not None:
+            _pin_thread(caller_cores)
