@@ -315,8 +315,7 @@ def detected_frames(frames: Iterable, make_landmarker: Callable[[], LandmarkBack
     k = max(1, min(n_landmarkers, threads))
     landmarkers: list[LandmarkBackend] = []
     stages: list = []  # generators, closed last-first (pools join before the landmarkers close)
-    split = core_split() if threads > 1 and k == 1 else None
-    caller_cores = os.sched_getaffinity(0) if split is not None else None
+    split = core_split() if threads > 1 and k == 1 else None  # (front cores, landmarker's core)
     try:
         if split is not None:  # MediaPipe's graph threads inherit the creating thread's cores
             _pin_thread({split[1]})
@@ -339,5 +338,5 @@ def detected_frames(frames: Iterable, make_landmarker: Callable[[], LandmarkBack
             stage.close()
         for lm in landmarkers:
             lm.close()
-        if caller_cores is not None:
-            _pin_thread(caller_cores)
+        if split is not None:  # the caller's cores back (core_split read them: front + landmarker)
+            _pin_thread(split[0] | {split[1]})
