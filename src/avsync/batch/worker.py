@@ -101,10 +101,10 @@ def keep_freed_memory() -> bool:
     By default glibc maps every block above its (adaptive, <= 32 MB) threshold afresh and unmaps
     it when freed, so each input's frames, crops and features arrive as new pages the kernel
     must fault in and zero: ~25,000 page faults per 3-second GRID clip. With these settings a
-    worker, which allocates the same sizes input after input, reuses its memory: ~1,200 faults,
-    about 0.4 CPU-s less system time per 6 clips, and less memory traffic for the neighbouring
-    worker (docs/BENCHMARKS.md, issue 13). Cost: a worker may keep up to 4 x MALLOC_KEEP_BYTES
-    (256 MB) of freed heap instead of returning it (long inputs still trim after each segment).
+    worker, which allocates the same sizes input after input, reuses its memory: ~1,000 faults
+    (``benchmarks/frontend_costs.py``; the system CPU saved was within this machine's noise).
+    Cost: a worker may keep up to 4 x MALLOC_KEEP_BYTES (256 MB) of freed heap instead of
+    returning it (long inputs still trim after each segment).
     False where the C library has no ``mallopt`` (not glibc)."""
     import ctypes
 
