@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "--ship",
         action="store_true",
         help="also copy the full model (generator, landmark "
-        "and flow networks, float16) to src/avsync/weights/generator.safetensors with its card",
+        "and flow networks, float16) to src/avsync/weights/generator_paper.safetensors with its card",
     )
     args = ap.parse_args(argv)
     run = Path(args.run)
@@ -133,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def ship(run: Path, nets: dict, table: dict, info: dict, args: argparse.Namespace) -> None:
-    """weights/generator.safetensors (+ card): the full model's generator with the landmark and
+    """weights/generator_paper.safetensors (+ card): the full model's generator with the landmark and
     flow networks of the run's critics bundle (frozen since their own training)."""
     from avsync.lipgen.bundle import save_bundle
 
-    out = ROOT / "src" / "avsync" / "weights" / "generator.safetensors"
+    out = ROOT / "src" / "avsync" / "weights" / "generator_paper.safetensors"
     recipe = json.loads((run / "run.json").read_text())
     save_bundle(
         out,
@@ -158,7 +158,7 @@ def ship(run: Path, nets: dict, table: dict, info: dict, args: argparse.Namespac
         if recipe.get("critics_from")
         else "trained in this run"
     )
-    card = f"""# Model card: `generator` (lip movements from speech + one lip image)
+    card = f"""# Model card: `generator_paper` (lip movements from speech + one lip image; the paper's model)
 
 - **Architecture**: Chen et al. 2018 ("Lip Movements Generation at a Glance"), sized for CPU
   training: audio encoder (log-mel 64 x 40) + identity encoder (64 x 64 RGB) fused by duplication
@@ -213,7 +213,7 @@ def render(table: dict, info: dict, args: argparse.Namespace, n_val: int, extra:
 Command: `python benchmarks/generation.py --cache {args.cache} --run {args.run}` on {info["date"]}
 ({info["machine"]}; evaluation {info["eval_s"]:.0f} s). Models trained by
 `python benchmarks/train_generator.py --cache {args.cache} --out {args.run}` (recipe and curves:
-`{args.run}/run.json`, `{args.run}/curves.png`; model card `src/avsync/weights/generator.md`).
+`{args.run}/run.json`, `{args.run}/curves.png`; model card `src/avsync/weights/generator_paper.md`).
 
 Test set: the {n_val} validation clips of the speaker-disjoint realclips split (speakers never
 seen in training; GRID, LRS3/VoxCeleb2 crops, HDTF, news), each generated whole from its own

@@ -37,7 +37,7 @@ from avsync.lipgen.evaluate import (
     repeat_maker,
     truth_maker,
 )
-from avsync.lipgen.generate import DEFAULT_GENERATOR
+from avsync.lipgen.generate import PAPER_GENERATOR
 from avsync.lipgen.motion import (
     clip_targets,
     fit_motion,
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blur", type=float, action="append", default=[],
                     help="also the motion row with its mouth blurred by this sigma (px)")
     ap.add_argument("--no-reference", action="store_true", help="no row for the --reference generator")
-    ap.add_argument("--reference", type=Path, default=DEFAULT_GENERATOR,
+    ap.add_argument("--reference", type=Path, default=PAPER_GENERATOR,
                     help="the paper-architecture generator bundle (its landmark net scores LMD)")
     ap.add_argument("--generator", action="append", default=[], metavar="NAME=BUNDLE",
                     help="another generator row")

@@ -43,6 +43,12 @@ def residual_main(argv: list[str]) -> int:
                     "OUT/generator_scaled.safetensors, OUT/edit_scale.json")
     ap.add_argument("--blur", type=float, action="append", default=[],
                     help="with --tune: mouth blur sigmas (px) to try with every edit scale")
+    ap.add_argument("--ship", default=None, metavar="BUNDLE",
+                    help="no training: write BUNDLE (a selected generator.safetensors) to "
+                    "src/avsync/weights/generator.safetensors (float16) with its card; needs --test")
+    ap.add_argument("--test", default=None, metavar="LEVERS_JSON",
+                    help="with --ship: benchmarks/lipgen_levers.py's levers.json that scored BUNDLE")
+    ap.add_argument("--row", default=None, help="with --ship: BUNDLE's row name in --test")
     for f in fields(ResidualRecipe):
         if f.type in ("int", "float", "str"):
             kind = {"int": int, "float": float, "str": str}[f.type]
@@ -53,6 +59,11 @@ def residual_main(argv: list[str]) -> int:
     base = ResidualRecipe.debug() if args.preset == "debug" else ResidualRecipe()
     over = {f.name: getattr(args, f.name) for f in fields(ResidualRecipe)
             if getattr(args, f.name, None) is not None}
+    if args.ship:
+        if not args.test or not args.row:
+            ap.error("--ship needs --test and --row")
+        print(ship_residual(Path(args.ship), Path(args.test), args.row))
+        return 0
     if args.tune:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -65,6 +76,66 @@ def residual_main(argv: list[str]) -> int:
     summary = train_residual(args.cache, args.out, replace(base, **over))
     print(summary["best"])
     return 0
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CARD_ROWS = ("ground truth", "identity image repeated", "paper architecture (Chen et al. 2018, ours)")
+
+
+def ship_residual(bundle: Path, test_json: Path, row: str) -> Path:
+    """src/avsync/weights/generator.safetensors (+ generator.md) from a selected residual bundle:
+    float16, with its selection metrics, recipe and the held-out test row it was scored with."""
+    from avsync.lipgen.bundle import load_bundle, save_bundle
+    from avsync.lipgen.evaluate import markdown_table
+
+    nets, meta = load_bundle(bundle)
+    metrics = meta["metrics"]
+    if "selection" not in metrics:
+        raise SystemExit(f"{bundle}: not a selected residual generator (no selection metrics)")
+    test = json.loads(test_json.read_text())
+    table = {k: test["table"][k] for k in (*CARD_ROWS, row) if k in test["table"]}
+    out = ROOT / "src" / "avsync" / "weights" / "generator.safetensors"
+    save_bundle(out, {k: nets[k] for k in ("generator", "landmarks", "flow")},
+                {**metrics, "test": test["table"][row], "test_clips": test["test_clips"]}, half=True)
+    r, sel, base = metrics["recipe"], metrics["selection"], metrics["selection_identity"]
+    params = sum(p.numel() for p in nets["generator"].parameters())
+    flags = " ".join(f"--{k.replace('_', '-')} {r[k]}" for k in ("ema", "val_every", "seed") if k in r)
+    card = f"""# Model card: `generator` (lip movements from speech + one lip image)
+
+- **Architecture**: the masked residual edit of the identity image (`avsync.lipgen.residual`):
+  the Chen et al. 2018 encoders (log-mel 64 x 40 + one 64 x 64 RGB lip image) with a
+  resize-convolution decoder at half resolution whose last layer edits the identity image inside
+  a soft mouth mask and starts at zero, so that an untrained model *is* the identity image
+  repeated ({params:,} parameters). Deviations from the paper: the residual edit, the mask, the
+  decoder, no adversarial or perceptual loss (mouth-weighted L1 + MSE), the weights' moving
+  average (decay {r.get("ema")}). The paper's model ships beside it as the reference
+  (`generator_paper.safetensors`). The file also holds the lip landmark network (LMD) and the
+  distilled flow network of the paper model's run, float16.
+- **Use**: `avsync generate --audio SPEECH --image FACE_OR_LIPS.png -o out.mp4`; dubbing:
+  `avsync generate --video FACE.mp4 --audio NEW.wav -o out.mp4`; metrics: `avsync metrics out.mp4`.
+- **Data**: the training split of `src/avsync/data/realclips_split.jsonl`
+  (`../shared/data/realclips`; mouth crops by `avsync prepare --for generation`), minus 30 % of
+  its speaker groups held out for model selection.
+- **Recipe**: `python benchmarks/train_generator.py --residual --cache cache/gen --out runs/gen4
+  --steps 5000 --threads 2 {flags}` (batch {r["batch_size"]}, Adam lr {r["lr"]}, flips and
+  brightness jitter); stopped by hand after step 3600 as the selection score had fallen for six
+  evaluations; selected checkpoint: **step {metrics["step"]}**, the best of the evaluations every
+  {r["val_every"]} steps on the held-out *training* speakers (the test speakers were not looked at).
+  Selection clips: SSIM {sel["ssim"]:.4f} vs {base["ssim"]:.4f} for the identity repeated, PSNR
+  {sel["psnr"]:.3f} vs {base["psnr"]:.3f} dB, LMD {sel["lmd"]:.4f} vs {base["lmd"]:.4f} px.
+- **Measured** on the {test["test_clips"]} held-out-speaker validation clips (`python
+  benchmarks/lipgen_levers.py --no-motion --generator NAME=BUNDLE`; docs/BENCHMARKS.md "Lip
+  generation v4"):
+
+{markdown_table(table)}
+
+- **Limits**: about seven minutes of training video; the SSIM gain over the identity is within
+  the clip-to-clip noise (docs/BENCHMARKS.md gives the paired intervals), the PSNR and LMD gains
+  are not; sharper than the real crops (CPBD), like the identity image it edits; the edit is
+  confined to the mouth, so pose and lighting are the identity image's.
+"""
+    out.with_suffix(".md").write_text(card, encoding="utf-8")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -216,7 +216,9 @@ def test_shipped_generator_moves_the_lips_with_the_speech(face_png: Path, exampl
     mouth = np.s_[:, 24:48, 16:48]  # the crop's mouth region (mouth = half the width, centred)
     moving = np.abs(np.diff(frames[mouth], axis=0)).mean()
     still = np.abs(np.diff(silent[mouth], axis=0)).mean()
-    # speech moves the mouth more than flat audio does (measured 4.9 vs 3.0 grey levels per frame
-    # when shipped; flat audio still jitters: the generator is weak, see docs/BENCHMARKS.md)
-    assert moving > 1.3 * still
-    assert np.abs(frames - silent).mean() > 2.0
+    # speech moves the mouth far more than flat audio does (the shipped masked residual generator,
+    # 2026-12-02: 1.21 vs 0.11 grey levels per frame; the paper model: 4.9 vs 3.0, it jitters)
+    assert moving > 3 * still
+    assert np.abs(frames[mouth] - silent[mouth]).mean() > 2.0  # measured 4.1
+    top = np.s_[:, :8, :]  # the nose side of the crop: outside the mouth mask, the identity stays
+    assert np.abs(frames[top] - silent[top]).mean() < 0.25 * np.abs(frames[mouth] - silent[mouth]).mean()

@@ -44,6 +44,7 @@ def _batch(b: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
 def test_masked_residual_generator_starts_as_the_identity_and_edits_only_the_mouth() -> None:
     cfg = generator_config(ResidualRecipe.debug())
     assert cfg.residual and cfg.half_res and cfg.mask_sigma_px == (20.0, 16.0)
+    torch.manual_seed(0)  # the random edit below: unseeded, it failed the edge bound 1 run in 3
     g = LipGenerator(cfg).eval()
     audio, ident = _batch()
     out = g(audio, ident)
@@ -171,3 +172,48 @@ def test_mouth_blur_softens_the_mouth_and_keeps_the_rest() -> None:
     change = (soft - sharp).abs().mean(dim=(0, 1, 2))
     assert change[28:36, 28:36].mean() > 0.05 and change[:4, :4].max() < 1e-5
     assert soft[..., 28:36, 28:36].std() < sharp[..., 28:36, 28:36].std()
+
+
+def test_ema_average_lags_the_trained_weights_and_is_what_a_run_writes(tmp_path: Path) -> None:
+    from avsync.lipgen.bundle import load_bundle
+    from avsync.lipgen.generate import DEFAULT_GENERATOR
+    from avsync.lipgen.residual import ema_copy, ema_update
+
+    g = LipGenerator(generator_config(ResidualRecipe.debug()))
+    avg = ema_copy(g)
+    before = [p.clone() for p in avg.parameters()]
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(1.0)
+    ema_update(avg, g, 0.75)
+    for b, a, m in zip(before, avg.parameters(), g.parameters(), strict=True):
+        assert torch.allclose(a, 0.75 * b + 0.25 * m, atol=1e-6)
+        assert not a.requires_grad
+    if not DEFAULT_GENERATOR.is_file():
+        pytest.skip("no generator shipped (its landmark network scores LMD)")
+    cache, split = fake_cache(tmp_path, [("a", "train"), ("b", "train"), ("c", "val")])
+    out = tmp_path / "run"
+    recipe = replace(ResidualRecipe.debug(), selection_share=0.5, steps=2, val_every=1, ema=0.5, lr=0.05)
+    train_residual(cache, out, recipe, split=split, log=None)
+    nets, _ = load_bundle(out / "last.safetensors", ("generator",))
+    init = LipGenerator(generator_config(recipe)).state_dict()
+    written = nets["generator"].state_dict()
+    moved = [k for k in init if init[k].dtype.is_floating_point and not torch.equal(init[k], written[k])]
+    assert moved  # two averaged steps away from the identity start
+
+
+def test_shipped_generator_is_a_selected_residual_and_the_paper_model_ships_beside_it() -> None:
+    from avsync.lipgen.bundle import load_bundle
+    from avsync.lipgen.generate import DEFAULT_GENERATOR, PAPER_GENERATOR
+    from avsync.lipgen.residual import selection_score
+
+    if not DEFAULT_GENERATOR.is_file() or not PAPER_GENERATOR.is_file():
+        pytest.skip("no generators shipped")
+    nets, meta = load_bundle(DEFAULT_GENERATOR)
+    assert nets["generator"].config.residual and nets["generator"].config.upsample == "resize"
+    assert set(nets) >= {"generator", "landmarks", "flow"}
+    m = meta["metrics"]
+    # shipped only because it beat the identity on held-out training speakers, on all three
+    assert selection_score(m["selection"], m["selection_identity"]) > 0
+    paper, _ = load_bundle(PAPER_GENERATOR, ("generator",))
+    assert paper["generator"].config.upsample == "transpose"  # the paper's decoder, the reference row

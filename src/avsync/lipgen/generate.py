@@ -21,7 +21,12 @@ from avsync.models.neural import standardise_logmel
 from avsync.models.trained import weights_path
 
 DEFAULT_GENERATOR: Path = weights_path("generator")
-"""The shipped generator (trained by benchmarks/train_generator.py; model card generator.md)."""
+"""The shipped generator: the masked residual edit of the identity image (avsync.lipgen.residual;
+trained by ``benchmarks/train_generator.py --residual``; model card generator.md)."""
+
+PAPER_GENERATOR: Path = weights_path("generator_paper")
+"""The paper-architecture generator (Chen et al. 2018; benchmarks/generation.py), shipped as the
+reference row of the generation table (model card generator_paper.md); ``--checkpoint`` it."""
 
 LIP_IMAGE_MAX_SIDE: int = 160
 """An image in which no face is found is taken as a lip crop when no side exceeds this."""

@@ -19,6 +19,7 @@ generator is written.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,8 @@ class ResidualRecipe:
     speakers held out for model selection (seed selection_seed); val_every: steps between
     selection evaluations; val_frames: frames per selection clip (its first ones);
     max_minutes: stop (keeping the best so far) after this much wall time (0: no limit);
+    ema: decay of an exponential moving average of the generator's weights (0: off); when on,
+    the averaged weights are what selection scores and what is written;
     preset, upsample, mask_sigma_px, half_res, dec_channels: the generator (see
     :class:`avsync.lipgen.model.GeneratorConfig`; dec_channels ignored by the debug preset)."""
 
@@ -66,6 +69,7 @@ class ResidualRecipe:
     val_every: int = 100
     val_frames: int = 400
     max_minutes: float = 0.0
+    ema: float = 0.0
     seed: int = 0
     log_every: int = 25
     preset: str = "small"
@@ -166,6 +170,24 @@ def selection_score(model: dict[str, float], base: dict[str, float]) -> float:
                (base["lmd"] - model["lmd"]) / max(base["lmd"], 1e-6))
 
 
+def ema_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy of ``model`` to hold its weights' moving average."""
+    avg = copy.deepcopy(model)
+    for p in avg.parameters():
+        p.requires_grad_(False)
+    return avg
+
+
+@torch.no_grad()
+def ema_update(avg: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """avg <- decay * avg + (1 - decay) * model, parameters and float buffers alike."""
+    for a, m in zip(avg.state_dict().values(), model.state_dict().values(), strict=True):
+        if a.dtype.is_floating_point:
+            a.mul_(decay).add_(m, alpha=1 - decay)
+        else:
+            a.copy_(m)
+
+
 def _truncate(clip: GenClip, frames: int) -> GenClip:
     return replace(clip, rgb=clip.rgb[:frames], lips=clip.lips[:frames], row0=clip.row0[:frames],
                    valid=clip.valid[:frames])
@@ -247,21 +269,22 @@ def train_residual(cache_dir: str | Path, out_dir: str | Path, recipe: ResidualR
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     g = LipGenerator(generator_config(recipe))
+    shown = ema_copy(g) if recipe.ema > 0 else g  # what selection scores and what is written
     opt = torch.optim.Adam(g.parameters(), lr=recipe.lr, betas=(0.5, 0.999))
     history: list[dict] = [{"step": 0, **base, "score": 0.0}]
     best = {"step": 0, "score": 0.0, **base}
     t0, acc = time.perf_counter(), []
 
     def evaluate(step: int) -> None:
-        g.eval()
-        m = selection_metrics(lambda c, i, lm: generate_frames(g, lm, i, len(c.rgb)), sel, lms, truth_pts)
+        shown.eval()
+        m = selection_metrics(lambda c, i, lm: generate_frames(shown, lm, i, len(c.rgb)), sel, lms, truth_pts)
         g.train()
         score = selection_score(m, base)
         history.append({"step": step, **m, "score": score, "loss": float(np.mean(acc)) if acc else None,
                         "seconds": time.perf_counter() - t0})
         if score > best["score"]:
             best.update(step=step, score=score, **m)
-            save_bundle(out / "generator.safetensors", {"generator": g, **nets},
+            save_bundle(out / "generator.safetensors", {"generator": shown, **nets},
                         {"selection": m, "selection_identity": base, "step": step, "recipe": asdict(recipe)})
         if log:
             log(f"[select] step={step} ssim={m['ssim']:.4f} psnr={m['psnr']:.3f} lmd={m['lmd']:.4f} "
@@ -279,6 +302,8 @@ def train_residual(cache_dir: str | Path, out_dir: str | Path, recipe: ResidualR
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if shown is not g:
+            ema_update(shown, g, recipe.ema)
         acc.append(loss.item())
         if log and step % recipe.log_every == 0:
             log(f"[residual] step={step} loss={np.mean(acc[-recipe.log_every:]):.4f} "
@@ -289,7 +314,7 @@ def train_residual(cache_dir: str | Path, out_dir: str | Path, recipe: ResidualR
             acc = []
         if out_of_time:
             break
-    save_bundle(out / "last.safetensors", {"generator": g, **nets}, {"step": step})
+    save_bundle(out / "last.safetensors", {"generator": shown, **nets}, {"step": step})
     summary = {"recipe": asdict(recipe), "fit_clips": [f.name for f in fit_files],
                "selection_clips": [f.name for f in sel_files], "fit_windows": len(data),
                "identity": base, "best": best, "steps_done": step, "shipped_candidate": best["step"] > 0,
