@@ -200,3 +200,26 @@ def test_worker_memory_is_reused_not_mapped_afresh():
         got[keep] = (int(mapped_mb), int(heap_growth_mb))
     assert got["0"][0] >= 40  # default: the array is its own mapping, every time
     assert got["1"][0] < 40 and got["1"][1] == 0  # kept: from the heap, reused (no growth after the first)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux thread affinity and at least two cores")
+def test_claimed_core_holds_every_thread_not_only_the_caller(tmp_path):
+    """A Ray actor claims its core with ~20 threads already running; they must be pinned too."""
+    code = ("import os, threading; from avsync.batch.worker import claim_core\n"
+            "ev = threading.Event(); ids = []\n"
+            "def idle(): ids.append(threading.get_native_id()); ev.wait()\n"
+            "ts = [threading.Thread(target=idle) for _ in range(3)]\n"
+            "[t.start() for t in ts]\n"
+            "while len(ids) < 3: pass\n"
+            "c = claim_core()\n"
+            "later = []\n"
+            "t2 = threading.Thread(target=lambda: later.append(sorted(os.sched_getaffinity(0))))\n"
+            "t2.start(); t2.join()\n"
+            "print(c, [sorted(os.sched_getaffinity(i)) for i in ids], later[0]); ev.set()")
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("AVSYNC_PIN", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    core = int(out.stdout.split()[0])
+    assert out.stdout.strip() == f"{core} {[[core]] * 3} {[core]}"

@@ -50,6 +50,24 @@ def core_lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"avsync-cores-{os.getuid()}"
 
 
+def pin_all_threads(core: int) -> None:
+    """Confine every thread of this process to ``core``, not only the calling one: Linux's
+    ``sched_setaffinity(0)`` pins the calling thread, and threads that exist already keep their
+    cores (a Ray actor has ~20 by the time its ``__init__`` runs: gRPC pollers, the core worker's
+    event loops). Threads started later inherit their creator's affinity. Raises OSError when the
+    calling thread cannot be pinned; a thread that ends meanwhile is skipped."""
+    os.sched_setaffinity(0, {core})
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: the calling thread only
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, {core})
+        except OSError:
+            pass
+
+
 def claim_core() -> int | None:
     """Pin this process to one allowed core that no other avsync worker on this machine holds.
 
@@ -81,7 +99,7 @@ def claim_core() -> int | None:
             return None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.sched_setaffinity(0, {core})
+            pin_all_threads(core)
         except OSError:
             fh.close()
             continue
