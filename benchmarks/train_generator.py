@@ -98,6 +98,13 @@ def ship_residual(bundle: Path, test_json: Path, row: str) -> Path:
     save_bundle(out, {k: nets[k] for k in ("generator", "landmarks", "flow")},
                 {**metrics, "test": test["table"][row], "test_clips": test["test_clips"]}, half=True)
     r, sel, base = metrics["recipe"], metrics["selection"], metrics["selection_identity"]
+    cfg = nets["generator"].config
+    tuned = ""
+    if metrics.get("tune"):
+        pick = max(metrics["tune"], key=lambda t: t["score"])
+        tuned = (f" Then `--tune` (edit scale x mouth blur on the same selection clips) chose edit x "
+                 f"{cfg.edit_scale:g} with a {cfg.mouth_blur_px:g} px mouth blur: SSIM {pick['ssim']:.4f}, "
+                 f"PSNR {pick['psnr']:.3f} dB, LMD {pick['lmd']:.4f} px.")
     params = sum(p.numel() for p in nets["generator"].parameters())
     flags = " ".join(f"--{k.replace('_', '-')} {r[k]}" for k in ("ema", "val_every", "seed") if k in r)
     card = f"""# Model card: `generator` (lip movements from speech + one lip image)
@@ -122,7 +129,7 @@ def ship_residual(bundle: Path, test_json: Path, row: str) -> Path:
   evaluations; selected checkpoint: **step {metrics["step"]}**, the best of the evaluations every
   {r["val_every"]} steps on the held-out *training* speakers (the test speakers were not looked at).
   Selection clips: SSIM {sel["ssim"]:.4f} vs {base["ssim"]:.4f} for the identity repeated, PSNR
-  {sel["psnr"]:.3f} vs {base["psnr"]:.3f} dB, LMD {sel["lmd"]:.4f} vs {base["lmd"]:.4f} px.
+  {sel["psnr"]:.3f} vs {base["psnr"]:.3f} dB, LMD {sel["lmd"]:.4f} vs {base["lmd"]:.4f} px.{tuned}
 - **Measured** on the {test["test_clips"]} held-out-speaker validation clips (`python
   benchmarks/lipgen_levers.py --no-motion --generator NAME=BUNDLE`; docs/BENCHMARKS.md "Lip
   generation v4"):
