@@ -166,3 +166,18 @@ def test_killed_pool_worker_loses_no_input(example_clip, tmp_path):
         seen.append(item.input_id)
     assert sorted(seen) == sorted(i.input_id for i in items)  # retried on a new pool, once each
     assert engine.restarts == 1
+
+
+def test_finished_local_run_leaves_no_worker_behind(tmp_path):
+    """run() returns once its workers have exited, so their cores are free for the next pool (a
+    lingering worker of a 1-worker run left one worker of the next 2-worker run unpinned)."""
+    from avsync.batch.inputs import make_input
+    from avsync.batch.local import LocalEngine
+    from avsync.batch.worker import WorkerConfig
+
+    missing = [make_input(tmp_path / f"missing{i}.mp4") for i in range(2)]
+    engine = LocalEngine(WorkerConfig("avcorr"), workers=2)
+    engine.start()
+    rows = [row for _, row in engine.run(missing)]
+    assert len(rows) == 2 and all("error" in r for r in rows)
+    assert _pool_workers() == []

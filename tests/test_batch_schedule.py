@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,22 @@ def test_claimed_core_holds_every_thread_not_only_the_caller(tmp_path):
     assert out.returncode == 0, out.stderr
     core = int(out.stdout.split()[0])
     assert out.stdout.strip() == f"{core} {[[core]] * 3} {[core]}"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and at least two cores")
+def test_a_starting_worker_waits_briefly_for_a_core_being_freed(tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("AVSYNC_PIN", None)
+    holders = [_claimer(env) for _ in cores]
+    try:
+        claimed = [int(p.stdout.readline().split()[0]) for p in holders]
+        late = _claimer(env)  # every core held: it waits (CLAIM_WAIT_S = 2 s) ...
+        time.sleep(1.0)
+        holders[0].communicate("", timeout=60)  # ... while the first holder exits
+        assert late.communicate("", timeout=120)[0].split() == [str(claimed[0])] * 2
+    finally:
+        for p in holders:
+            if p.poll() is None:
+                p.communicate("", timeout=60)

@@ -132,6 +132,9 @@ class LocalEngine:
                             pending.appendleft(item)
                     inflight.clear()
             finally:
-                if pending or inflight:  # interrupted (Ctrl-C, the consumer stopped): stop now
+                interrupted = bool(pending or inflight)
+                if interrupted:  # Ctrl-C, the consumer stopped: stop now
                     _terminate(pool)
-                pool.shutdown(wait=False, cancel_futures=True)
+                # finished: wait for the workers to exit, so that their cores are free for the
+                # next pool when this one returns (a lingering worker held its core's lock)
+                pool.shutdown(wait=not interrupted, cancel_futures=True)

@@ -50,6 +50,11 @@ def core_lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"avsync-cores-{os.getuid()}"
 
 
+CLAIM_WAIT_S: float = 2.0
+"""How long a starting worker waits for a core when every core is held: a worker of the previous
+pool may still be exiting (its lock goes with it). After that it runs unpinned."""
+
+
 def pin_all_threads(core: int) -> None:
     """Confine every thread of this process to ``core``, not only the calling one: Linux's
     ``sched_setaffinity(0)`` pins the calling thread, and threads that exist already keep their
@@ -77,8 +82,10 @@ def claim_core() -> int | None:
     (docs/BENCHMARKS.md, issue 13). The claim is an exclusive ``flock`` on
     ``core_lock_dir()/core{N}.lock``, which the kernel releases when the process dies, however it
     dies: a restarted pool or actor claims the freed core again, and a second batch on the same
-    machine takes the remaining cores, or none. Returns the core, or None (no core free, pinning
-    unsupported, or ``AVSYNC_PIN=0``): the process then runs unpinned, as before.
+    machine takes the remaining cores, or none. When every core is held it waits up to
+    :data:`CLAIM_WAIT_S` for one to be freed (a worker of the previous pool still exiting, which
+    otherwise left one of the next pool's two workers unpinned). Returns the core, or None (no
+    core free, pinning unsupported, or ``AVSYNC_PIN=0``): the process then runs unpinned.
     """
     if os.environ.get(PIN_ENV, "1").strip() == "0" or not hasattr(os, "sched_setaffinity"):
         return None
@@ -92,20 +99,24 @@ def claim_core() -> int | None:
         return None
     if len(allowed) < 2:
         return None
-    for core in allowed:
-        try:
-            fh = open(folder / f"core{core}.lock", "a")  # noqa: SIM115  (held while we live)
-        except OSError:
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while True:
+        for core in allowed:
+            try:
+                fh = open(folder / f"core{core}.lock", "a")  # noqa: SIM115  (held while we live)
+            except OSError:
+                return None
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                pin_all_threads(core)
+            except OSError:
+                fh.close()
+                continue
+            _CORE_LOCK.append(fh)
+            return core
+        if time.monotonic() >= deadline:
             return None
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            pin_all_threads(core)
-        except OSError:
-            fh.close()
-            continue
-        _CORE_LOCK.append(fh)
-        return core
-    return None
+        time.sleep(0.05)
 
 
 MALLOC_KEEP_BYTES: int = 64 << 20
