@@ -3,6 +3,7 @@ grouped fsync, one thread per worker on a core of its own, a bad method refused 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -141,6 +142,17 @@ def test_worker_forces_one_thread_whatever_the_environment():
     assert out.stdout.split() == ["1", "1", "1", "1", "1"]
 
 
+needs_two_cores = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                                     reason="needs CPU affinity and at least two cores")
+
+
+def _claim_env(tmp_path: Path) -> dict:
+    """The environment of a claiming subprocess: its own lock folder, pinning on."""
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("AVSYNC_PIN", None)
+    return env
+
+
 def _claimer(env: dict) -> subprocess.Popen:
     """A process that claims a core, prints 'CORE AFFINITY...' and holds the claim until stdin closes."""
     code = ("import os, sys; from avsync.batch.worker import claim_core; c = claim_core(); "
@@ -149,15 +161,24 @@ def _claimer(env: dict) -> subprocess.Popen:
                             text=True, env=env)
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs CPU affinity and at least two cores")
+@contextlib.contextmanager
+def _every_core_held(env: dict):
+    """One claiming process per allowed core -> (processes, their printed 'CORE AFFINITY...'
+    lines split); those still alive at the end are let go."""
+    procs = [_claimer(env) for _ in sorted(os.sched_getaffinity(0))]
+    try:
+        yield procs, [p.stdout.readline().split() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.communicate("", timeout=60)
+
+
+@needs_two_cores
 def test_workers_claim_distinct_cores_and_free_them_when_they_die(tmp_path):
     cores = sorted(os.sched_getaffinity(0))
-    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
-    env.pop("AVSYNC_PIN", None)
-    procs = [_claimer(env) for _ in cores]
-    try:
-        lines = [p.stdout.readline().split() for p in procs]
+    env = _claim_env(tmp_path)
+    with _every_core_held(env) as (procs, lines):
         claimed = [int(line[0]) for line in lines]
         assert sorted(claimed) == cores  # each its own core ...
         assert all(line[1:] == [line[0]] for line in lines)  # ... and pinned to it alone
@@ -167,10 +188,6 @@ def test_workers_claim_distinct_cores_and_free_them_when_they_die(tmp_path):
         procs[0].wait(timeout=60)
         again = _claimer(env)
         assert again.communicate("", timeout=120)[0].split() == [str(claimed[0])] * 2
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.communicate("", timeout=60)
     off = _claimer({**env, "AVSYNC_PIN": "0"})  # --no-pin
     assert off.communicate("", timeout=120)[0].split() == ["None", *map(str, cores)]
 
@@ -218,28 +235,19 @@ def test_claimed_core_holds_every_thread_not_only_the_caller(tmp_path):
             "t2 = threading.Thread(target=lambda: later.append(sorted(os.sched_getaffinity(0))))\n"
             "t2.start(); t2.join()\n"
             "print(c, [sorted(os.sched_getaffinity(i)) for i in ids], later[0]); ev.set()")
-    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
-    env.pop("AVSYNC_PIN", None)
+    env = _claim_env(tmp_path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     core = int(out.stdout.split()[0])
     assert out.stdout.strip() == f"{core} {[[core]] * 3} {[core]}"
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs CPU affinity and at least two cores")
+@needs_two_cores
 def test_a_starting_worker_waits_briefly_for_a_core_being_freed(tmp_path):
-    cores = sorted(os.sched_getaffinity(0))
-    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
-    env.pop("AVSYNC_PIN", None)
-    holders = [_claimer(env) for _ in cores]
-    try:
-        claimed = [int(p.stdout.readline().split()[0]) for p in holders]
+    env = _claim_env(tmp_path)
+    with _every_core_held(env) as (holders, lines):
+        claimed = [int(line[0]) for line in lines]
         late = _claimer(env)  # every core held: it waits (CLAIM_WAIT_S = 2 s) ...
         time.sleep(1.0)
         holders[0].communicate("", timeout=60)  # ... while the first holder exits
         assert late.communicate("", timeout=120)[0].split() == [str(claimed[0])] * 2
-    finally:
-        for p in holders:
-            if p.poll() is None:
-                p.communicate("", timeout=60)
