@@ -33,7 +33,9 @@ def generate(
         None, help="Dub this face video instead: its mouth is regenerated to say AUDIO, frame by frame."
     ),
     out: Path = typer.Option(..., "-o", "--out", help="Output .mp4 (25 fps lip video, or the dubbed video)."),
-    checkpoint: Path | None = typer.Option(None, help="Generator checkpoint (default: the shipped one)."),
+    checkpoint: Path | None = typer.Option(
+        None, help="Generator checkpoint (default: the shipped generator; --video: the paper model)."
+    ),
     size: int = typer.Option(64, min=16, max=1024, help="Output side in pixels of an --image lip video."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
     progress: bool = typer.Option(True, help="Progress bar on stderr."),

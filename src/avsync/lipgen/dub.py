@@ -172,16 +172,21 @@ def dub(
     on_window: Callable[[int, int], None] | None = None,
 ) -> dict[str, object]:
     """Write ``out_path``: the video with its mouth regenerated to say ``audio_path``'s speech,
-    the new audio muxed in (see the module doc). Returns a summary."""
+    the new audio muxed in (see the module doc). Returns a summary.
+
+    ``checkpoint`` None: the paper-architecture generator (``generate.DUB_GENERATOR``), not the
+    default of ``generate --image``: dubbing is judged by the sync of the lips with the new
+    speech, and the residual generator's gentler edit moved them less (docs/BENCHMARKS.md, "Lip
+    generation v4", dubbing rows)."""
     from avsync.io import check_output_path
     from avsync.io.media import check_input_file
     from avsync.io.stream_writer import write_stream
-    from avsync.lipgen.generate import generate_frames, load_generator, speech_logmel
+    from avsync.lipgen.generate import DUB_GENERATOR, generate_frames, load_generator, speech_logmel
 
     check_input_file(video_path)
     out = check_output_path(out_path, overwrite=overwrite, protect=(video_path, audio_path))
     samples, logmel = speech_logmel(audio_path)
-    generator = load_generator(checkpoint)
+    generator = load_generator(checkpoint if checkpoint is not None else DUB_GENERATOR)
     faces = find_faces(video_path)
     video_s = (faces.times_s[-1] - faces.times_s[0]) + 1.0 / faces.fps
     duration_s = min(video_s, len(samples) / 16000)

@@ -28,6 +28,12 @@ PAPER_GENERATOR: Path = weights_path("generator_paper")
 """The paper-architecture generator (Chen et al. 2018; benchmarks/generation.py), shipped as the
 reference row of the generation table (model card generator_paper.md); ``--checkpoint`` it."""
 
+DUB_GENERATOR: Path = PAPER_GENERATOR
+"""What ``generate --video`` (dubbing) uses by default: the paper model, whose stronger motion
+put the lips closer to the new speech than the residual generator's gentle edit on the dubbing
+pairs (docs/BENCHMARKS.md, "Lip generation v4"); dubbing is judged by sync, not by how close
+the mouth stays to one identity frame."""
+
 LIP_IMAGE_MAX_SIDE: int = 160
 """An image in which no face is found is taken as a lip crop when no side exceeds this."""
 
