@@ -31,6 +31,8 @@ import torch
 from avsync.lipgen.pipeline import GenRecipe, train_all
 from avsync.lipgen.residual import ResidualRecipe, train_residual, tune_edit_scale
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def residual_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description="lip generation v3: masked residual generator")
@@ -78,7 +80,6 @@ def residual_main(argv: list[str]) -> int:
     return 0
 
 
-ROOT = Path(__file__).resolve().parents[1]
 CARD_ROWS = ("ground truth", "identity image repeated", "paper architecture (Chen et al. 2018, ours)")
 
 
@@ -106,7 +107,8 @@ def ship_residual(bundle: Path, test_json: Path, row: str) -> Path:
                  f"{cfg.edit_scale:g} with a {cfg.mouth_blur_px:g} px mouth blur: SSIM {pick['ssim']:.4f}, "
                  f"PSNR {pick['psnr']:.3f} dB, LMD {pick['lmd']:.4f} px.")
     params = sum(p.numel() for p in nets["generator"].parameters())
-    flags = " ".join(f"--{k.replace('_', '-')} {r[k]}" for k in ("ema", "val_every", "seed") if k in r)
+    flags = " ".join(f"--{k.replace('_', '-')} {r[k]}" for k in ("steps", "ema", "val_every", "seed")
+                     if k in r)
     card = f"""# Model card: `generator` (lip movements from speech + one lip image)
 
 - **Architecture**: the masked residual edit of the identity image (`avsync.lipgen.residual`):
@@ -124,10 +126,10 @@ def ship_residual(bundle: Path, test_json: Path, row: str) -> Path:
   (`../shared/data/realclips`; mouth crops by `avsync prepare --for generation`), minus 30 % of
   its speaker groups held out for model selection.
 - **Recipe**: `python benchmarks/train_generator.py --residual --cache cache/gen --out runs/gen4
-  --steps 5000 --threads 2 {flags}` (batch {r["batch_size"]}, Adam lr {r["lr"]}, flips and
-  brightness jitter); stopped by hand after step 3600 as the selection score had fallen for six
-  evaluations; selected checkpoint: **step {metrics["step"]}**, the best of the evaluations every
-  {r["val_every"]} steps on the held-out *training* speakers (the test speakers were not looked at).
+  {flags}` (batch {r["batch_size"]}, Adam lr {r["lr"]}, flips and brightness jitter; how the run
+  went: docs/BENCHMARKS.md "Lip generation v4"); selected checkpoint: **step {metrics["step"]}**,
+  the best of the evaluations every {r["val_every"]} steps on the held-out *training* speakers
+  (the test speakers were not looked at).
   Selection clips: SSIM {sel["ssim"]:.4f} vs {base["ssim"]:.4f} for the identity repeated, PSNR
   {sel["psnr"]:.3f} vs {base["psnr"]:.3f} dB, LMD {sel["lmd"]:.4f} vs {base["lmd"]:.4f} px.{tuned}
 - **Measured** on the {test["test_clips"]} held-out-speaker validation clips (`python
