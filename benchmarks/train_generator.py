@@ -89,11 +89,16 @@ def ship_residual(bundle: Path, test_json: Path, row: str) -> Path:
     from avsync.lipgen.bundle import load_bundle, save_bundle
     from avsync.lipgen.evaluate import markdown_table
 
+    for path in (bundle, test_json):
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such file")
     nets, meta = load_bundle(bundle)
     metrics = meta["metrics"]
     if "selection" not in metrics:
         raise SystemExit(f"{bundle}: not a selected residual generator (no selection metrics)")
     test = json.loads(test_json.read_text())
+    if row not in test.get("table", {}):
+        raise SystemExit(f"{test_json}: no row {row!r} (rows: {', '.join(test.get('table', {}))})")
     table = {k: test["table"][k] for k in (*CARD_ROWS, row) if k in test["table"]}
     out = ROOT / "src" / "avsync" / "weights" / "generator.safetensors"
     save_bundle(out, {k: nets[k] for k in ("generator", "landmarks", "flow")},
