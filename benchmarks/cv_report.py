@@ -273,15 +273,18 @@ def counts(res: dict[str, dict[str, list]]) -> str:
 
 
 VARIANT_KEYS: tuple[tuple[str, str], ...] = (
-    ("acc_whole", "±1 whole clips"), ("cons_2-4", "consistency 2-4 s"), ("cons_4-8", "consistency 4-8 s"),
-    ("cons_>=8", "consistency >=8 s"), ("acc_established", "±1 GRID/LRS2/LRS3"),
-    ("reliable_matched", "reliable, own"),
+    ("acc_whole", "±1 whole clips"), ("cons_<2", "consistency <2 s"), ("cons_2-4", "consistency 2-4 s"),
+    ("cons_4-8", "consistency 4-8 s"), ("cons_>=8", "consistency >=8 s"), ("win_15", "±1 @15"),
+    ("acc_established", "±1 GRID/LRS2/LRS3"), ("reliable_matched", "reliable, own"),
+    ("reliable_foreign", "reliable, foreign"),
 )
+"""Columns of the variant comparison; with a --light variant (whole clips only) the columns that
+need excerpts, windows or foreign audio read n/a."""
 
 
 def variant_table(res: dict[str, dict[str, list]], ref: dict[str, dict[str, list]], name: str) -> str:
-    """``name`` - base on the same whole-clip cases (points, paired, bootstrap over groups),
-    plus both median biases."""
+    """``name`` - base on the same cases (points, paired, bootstrap over groups), plus both
+    median biases."""
     lines = [f"| method: {name} − base | " + " | ".join(t for _, t in VARIANT_KEYS)
              + " | median bias base → " + name + " |", "|---" * (len(VARIANT_KEYS) + 2) + "|"]
     for m in res:
@@ -309,14 +312,16 @@ def report(out: Path, variants: list[str], clips, fold_of: dict[str, int], k: in
         group_of[key] = c.group
     # units store the clip's resolved path; map them through the relative path
     text = []
-    if len(variants) > 1:  # compare each variant with the first on its whole clips only
-        base_units = [(f, u) for f, u in load_units(out, variants[0], k) if u.label == "whole"]
-        est = {u.clip: next(c.established for c in clips if u.clip.endswith(c.rel)) for _, u in base_units}
-        grp = {u.clip: next(c.group for c in clips if u.clip.endswith(c.rel)) for _, u in base_units}
-        ref = cases(base_units, est, grp, k)
+    if len(variants) > 1:  # compare each variant with the first on the units both have
+        all_base = load_units(out, variants[0], k)
+        est = {u.clip: next(c.established for c in clips if u.clip.endswith(c.rel)) for _, u in all_base}
+        grp = {u.clip: next(c.group for c in clips if u.clip.endswith(c.rel)) for _, u in all_base}
         for v in variants[1:]:
-            vu = [(f, u) for f, u in load_units(out, v, k) if u.label == "whole"]
-            text += [f"### variant `{v}` against `{variants[0]}` (whole clips)", "",
+            vu = load_units(out, v, k)
+            have = {(u.clip, u.label) for _, u in vu}
+            ref = cases([(f, u) for f, u in all_base if (u.clip, u.label) in have], est, grp, k)
+            scope = "whole clips" if all(u.label == "whole" for _, u in vu) else "every unit"
+            text += [f"### variant `{v}` against `{variants[0]}` ({scope})", "",
                      variant_table(cases(vu, est, grp, k), ref, v), ""]
         return "\n".join(text)
     for v in variants:

@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="auto: the model's usual loss (pm, bce, ce or huber by output kind)")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="wlos: a trained c3 checkpoint whose towers initialise the model (as in the paper)")
+    ap.add_argument("--audio-init", type=Path, default=None,
+                    help="start the audio tower from pre-trained conv blocks (benchmarks/pretrain_audio.py)")
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--label-offsets", type=Path, default=None,
@@ -170,6 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         source, _, _ = load_checkpoint(args.init_from)
         model.init_from_c3(source)
         say(f"towers initialised from {args.init_from}")
+    audio_init = {}
+    if args.audio_init is not None:
+        from avsync.errors import AvsyncError
+        from avsync.train.audio_pretrain import init_audio_tower
+
+        try:
+            audio_init = {"audio_init": {"path": str(args.audio_init), **init_audio_tower(model, args.audio_init)}}
+        except (AvsyncError, AttributeError) as e:
+            say(f"error: --audio-init: {e}", file=sys.stderr)
+            return 2
+        say(f"audio tower initialised from {args.audio_init}")
     t0 = time.perf_counter()
     shape = {"frames": model.config.frames, "audio_rows": model.config.audio_rows}
     moves = label_moves(args.label_offsets, args.max_label_offset, args.min_label_confidence)
@@ -185,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"{args.method}/{args.preset}: {count_parameters(model)} parameters, device {device}, "
         f"world size {world}")
     result = train(model, train_ds, val_ds, task, cfg, device, out_dir=args.out, method=args.method,
-                   extra_meta={"preset": args.preset, "split": str(args.split)})
+                   extra_meta={"preset": args.preset, "split": str(args.split), **audio_init})
     if rank == 0:
         run = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(device),
                "world_size": world, "parameters": count_parameters(model),
@@ -195,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                "label_moves": [int(m) for m in train_ds.label_offsets],
                "best": result.best, "best_step": result.best_step,
                "steps_run": result.steps_run, "stopped_early": result.stopped_early,
-               "seconds": round(result.seconds, 1), "train_config": asdict(cfg)}
+               "seconds": round(result.seconds, 1), "train_config": asdict(cfg),
+               "audio_init": audio_init.get("audio_init")}
         (args.out / "run.json").write_text(json.dumps(run, indent=1, default=str))
         say(f"best {result.best} at step {result.best_step}; {result.seconds:.0f} s; -> {args.out}")
     return 0
