@@ -149,7 +149,8 @@ def train_fold(args, clips: list[ClipMeta], fold_of: dict[str, int], fold: int, 
     if args.audio_init is not None and method == "landmark":
         from avsync.train.audio_pretrain import init_audio_tower
 
-        init = {"audio_init": {"path": str(args.audio_init), **init_audio_tower(model, args.audio_init)}}
+        path = Path(str(args.audio_init).format(fold=fold))
+        init = {"audio_init": {"path": str(path), **init_audio_tower(model, path)}}
     ds = SyncDataset(files, model.visual_kind, task, frames=model.config.frames,
                      audio_rows=model.config.audio_rows, label_offsets=moves)
     res = train(model, ds, None, task, cfg, "cpu", log=None)
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--variant", default="base",
                     help="base | recentred | audiopre[-NAME] (a pre-trained audio tower, --audio-init)")
-    ap.add_argument("--phase", default="all", choices=("folds", "train", "curves", "report", "all"))
+    ap.add_argument("--phase", default="all",
+                    choices=("folds", "audio-lists", "train", "curves", "report", "all"))
     ap.add_argument("--fold", type=int, default=None, help="only this fold (train/curves)")
     ap.add_argument("--method", choices=TRAINED, default=None, help="only this method (train)")
     ap.add_argument("--steps-scale", type=float, default=1.0)
@@ -257,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="report: fit the stacked weights on every fold's out-of-fold curves, write JSON")
     ap.add_argument("--audio-init", type=Path, default=None,
                     help="train: start landmark's audio tower from these pre-trained conv blocks "
-                         "(benchmarks/pretrain_audio.py); use with --variant audiopre")
+                         "(benchmarks/pretrain_audio.py; '{fold}' in the path is the fold number); "
+                         "use with --variant audiopre")
     ap.add_argument("--light", action="store_true",
                     help="curves: whole clips only (no excerpts, short windows or foreign audio)")
     args = ap.parse_args(argv)
@@ -273,6 +276,14 @@ def main(argv: list[str] | None = None) -> int:
             sel = [c for c in clips if fold_of[c.group] == f]
             print(f"fold {f}: {len(sel)} clips, {len({c.group for c in sel})} groups, "
                   f"{sum(c.duration_s for c in sel):.0f} s, established {sum(c.established for c in sel)}")
+        return 0
+    if args.phase == "audio-lists":  # per fold: the media of its training side, for --also
+        for f in range(args.k):
+            dest = args.out / "audio_lists" / f"fold{f}.txt"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            media = sorted({str(TrackData.load(c.npz).path) for c in clips if fold_of[c.group] != f})
+            dest.write_text("\n".join(media) + "\n")
+            print(f"fold {f}: {len(media)} training-side media -> {dest}")
         return 0
     if args.phase in ("train", "all"):
         for f in folds:

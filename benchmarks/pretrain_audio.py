@@ -11,6 +11,10 @@ Writes the tower's conv blocks (``avsync.train.audio_pretrain.save_tower``) and
 ``<out>.json`` (the sources, seconds, held-out phone accuracy before/after, the majority rate).
 Use it with ``benchmarks/cv.py --variant audiopre --audio-init <out>``.
 
+``--split FILE`` adds the ``train`` rows of a split file (``src/avsync/data/realclips_split.jsonl``:
+the speech of the video clips the shipped model trains on). ``--also LIST`` adds the media files
+listed in LIST (one path per line; e.g. the training folds' video clips, whose audio is then
+labelled the same way; ``benchmarks/cv.py --phase audio-lists`` writes one list per fold).
 ``--espeak-minutes M`` adds M minutes of espeak-ng speech (English voices, random speed and
 pitch) reading the licence texts of /usr/share/common-licenses, labelled the same way.
 """
@@ -83,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--espeak-minutes", type=float, default=0.0)
+    ap.add_argument("--also", type=Path, default=None, help="a file listing more media paths")
+    ap.add_argument("--split", type=Path, default=None, help="add the train rows of this split file")
+    ap.add_argument("--labels-cache", type=Path, default=None,
+                    help="pickle of labelled files shared between runs (default: next to --out)")
     args = ap.parse_args(argv)
     import torch
 
@@ -95,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     paths = sources(args.clips)
     if args.espeak_minutes > 0:
         paths += espeak_files(args.out.parent / "espeak", args.espeak_minutes, args.seed)
-    cache = args.out.parent / "labelled.pkl"
+    if args.split is not None:
+        rows = [json.loads(x) for x in args.split.read_text().splitlines() if x.strip()]
+        paths += sorted({args.clips / r["path"] for r in rows if r["split"] == "train"})
+    if args.also is not None:
+        paths += [Path(x) for x in args.also.read_text().split("\n") if x.strip()]
+    cache = args.labels_cache or args.out.parent / "labelled.pkl"
     known = {f.name: f for f in pickle.loads(cache.read_bytes())} if cache.is_file() else {}
     t0 = time.perf_counter()
     files = [known.get(str(p)) or labelled_audio(str(p), load_audio(p).samples) for p in paths]
@@ -106,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     summary = pretrain_audio_tower(tower, files, PretrainConfig(steps=args.steps, seed=args.seed))
     summary |= {"seconds": round(time.perf_counter() - t0, 1), "model": "landmark small",
-                "espeak_minutes": args.espeak_minutes,
+                "espeak_minutes": args.espeak_minutes, "also": str(args.also) if args.also else None,
+                "split": str(args.split) if args.split else None,
                 "sources": [str(Path(f.name).relative_to(args.clips.parent)) if args.clips.parent in
                             Path(f.name).parents else f.name for f in files]}
     save_tower(args.out, tower, {k: v for k, v in summary.items() if k != "sources"})

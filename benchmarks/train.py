@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         from avsync.train.audio_pretrain import init_audio_tower
 
         try:
-            audio_init = {"audio_init": {"path": str(args.audio_init), **init_audio_tower(model, args.audio_init)}}
+            meta = init_audio_tower(model, args.audio_init)
+            audio_init = {"audio_init": {"path": str(args.audio_init), **meta}}
         except (AvsyncError, AttributeError) as e:
             say(f"error: --audio-init: {e}", file=sys.stderr)
             return 2
