@@ -261,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="train: start landmark's audio tower from these pre-trained conv blocks "
                          "(benchmarks/pretrain_audio.py; '{fold}' in the path is the fold number); "
                          "use with --variant audiopre")
+    ap.add_argument("--nulls", type=int, default=None,
+                    help="curves: null rolls behind each confidence (default cv_curves.N_NULL = 4; "
+                         "detect uses 12); write such curves under their own --variant")
     ap.add_argument("--light", action="store_true",
                     help="curves: whole clips only (no excerpts, short windows or foreign audio)")
     args = ap.parse_args(argv)
@@ -268,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown variant {args.variant!r}")
     if args.variant.startswith("audiopre") and args.phase in ("train", "all") and args.audio_init is None:
         ap.error("an audiopre variant needs --audio-init")
+    if args.nulls is not None:
+        import cv_curves
+
+        cv_curves.N_NULL = max(1, args.nulls)
     clips = catalogue(args.cache)
     fold_of = assign_folds(clips, args.k)
     folds = range(args.k) if args.fold is None else [args.fold]

@@ -6,8 +6,9 @@ Each piece is timed on its own, in this process, with ``time.process_time`` (all
 imports; H.264 decoding in PyAV's three thread modes; decoding + RGB conversion and downscale to
 the analysis size (640 px) with several swscale interpolations; ``face.pipeline.prepare`` (grey
 image + cut histogram on top); the MediaPipe face landmarker on the first ``--frames`` frames with
-4 or 1 faces and with or without blendshapes; and page faults of ``detect`` on the shipped GRID
-example with and without ``batch.worker.keep_freed_memory``. Markdown rows on stdout.
+4 or 1 faces and with or without blendshapes, and on a face-sized crop of the same frames; and
+page faults of ``detect`` on the shipped GRID example with and without
+``batch.worker.keep_freed_memory``. Markdown rows on stdout.
 """
 
 from __future__ import annotations
@@ -91,18 +92,37 @@ def main() -> None:
     from mediapipe.tasks.python import BaseOptions, vision
 
     frames = [f.image.copy() for f, _ in zip(iter_video_frames(args.video), range(args.frames), strict=False)]
-    for faces, shapes in ((4, True), (4, False), (1, True), (1, False)):
+    boxes: list = []
+
+    def landmarker(images: list, faces: int, shapes: bool, label: str) -> None:
         opts = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(face_landmarker_model_path())),
             running_mode=vision.RunningMode.VIDEO, num_faces=faces, output_face_blendshapes=shapes)
         with vision.FaceLandmarker.create_from_options(opts) as lm:
             c0 = time.process_time()
-            for i, im in enumerate(frames):
-                lm.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(im)),
-                                    int(i * 1000 / info.fps))
+            for i, im in enumerate(images):
+                res = lm.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                                   data=np.ascontiguousarray(im)), int(i * 1000 / info.fps))
+                if label == "first":
+                    h, w = im.shape[:2]
+                    boxes.extend((min(p.x for p in f) * w, min(p.y for p in f) * h, max(p.x for p in f) * w,
+                                  max(p.y for p in f) * h) for f in res.face_landmarks)
             cpu = time.process_time() - c0
-        row(f"landmarker, {faces} face(s), blendshapes {'on' if shapes else 'off'} ({len(frames)} frames)",
-            cpu, info.fps * 60 / len(frames), f"{1000 * cpu / len(frames):.2f} ms per frame")
+        size = f"{images[0].shape[1]}x{images[0].shape[0]}"
+        what = f"{size} face crop" if label == "crop" else f"{len(images)} frames"
+        row(f"landmarker, {faces} face(s), blendshapes {'on' if shapes else 'off'} ({what})",
+            cpu, info.fps * 60 / len(images), f"{1000 * cpu / len(images):.2f} ms per frame")
+
+    for faces, shapes in ((4, True), (4, False), (1, True), (1, False)):
+        landmarker(frames, faces, shapes, "first" if not boxes else "")
+    if boxes:  # the same frames cut to a square 1.6x the union of the faces found (a face ROI)
+        b = np.array(boxes)
+        cx, cy = (b[:, 0].min() + b[:, 2].max()) / 2, (b[:, 1].min() + b[:, 3].max()) / 2
+        side = int(1.6 * max(b[:, 2].max() - b[:, 0].min(), b[:, 3].max() - b[:, 1].min()))
+        x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        crops = [np.ascontiguousarray(im[y0:y0 + side, x0:x0 + side]) for im in frames]
+        for faces in (4, 1):
+            landmarker(crops, faces, True, "crop")
     example = ROOT / "examples" / "grid_bbaf2n.mp4"
     for keep in ("0", "1"):
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1", AVSYNC_THREADS="1")
