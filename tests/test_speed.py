@@ -237,3 +237,55 @@ def test_landmarker_gets_a_core_of_its_own_and_the_caller_gets_its_cores_back():
     with detected_frames(frames(), Recording, threads=1) as detected:  # sequential: no split
         list(detected)
     assert seen["made"] == before
+
+
+def test_tracks_scored_on_threads_give_the_one_thread_answers(realclip, monkeypatch):
+    """A multi-face clip (several tracks): the default method scoring its tracks on two threads
+    (each with a copy of the method) gives the per-track curves, drift and confidences of
+    scoring them one after the other."""
+    from avsync.inference import analyse_audio, analyse_video, synchronise, track_groups
+    from avsync.models.registry import DEFAULT_METHOD, create_model
+
+    path = realclip("avobjects/media/demo.mp4")
+    monkeypatch.setenv(pipeline.THREADS_ENV, "1")
+    analysis = analyse_video(path, keep_crops=True)
+    audio = analyse_audio(path, logmel=True)
+    fps = float(np.round(1.0 / np.median(np.diff(analysis.frame_times_s)), 3))
+    out = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv(pipeline.THREADS_ENV, threads)
+        method = create_model(DEFAULT_METHOD)
+        scored = [t for t in analysis.tracks if t.n_frames >= 12]
+        groups = track_groups(scored, method)
+        assert len(groups) == (1 if threads == "1" else min(2, len(scored)))
+        assert sorted(i for _, idx in groups for i in idx) == list(range(len(scored)))
+        out[threads] = synchronise(analysis, audio, fps, method)
+    assert len(scored) >= 2  # the clip has several face tracks, or this test proves nothing
+    (ref_tracks, ref_cs), (got_tracks, got_cs) = out["1"], out["2"]
+    assert np.allclose(got_cs.scores, ref_cs.scores, rtol=0, atol=1e-5)
+    assert got_cs.offset_frames == pytest.approx(ref_cs.offset_frames, abs=1e-3)
+    for a, b in zip(got_tracks, ref_tracks, strict=True):
+        assert (a.track_id, a.offset_frames, a.speaking) == (b.track_id, b.offset_frames, b.speaking)
+        assert abs(a.confidence - b.confidence) <= 1e-3
+        assert [d.offset_frames for d in a.drift] == [d.offset_frames for d in b.drift]
+
+
+def test_track_groups_balance_and_fall_back():
+    """Longest tracks first to the least-loaded thread; a method without ``thread_copy`` (or one
+    thread) scores every track itself."""
+    from types import SimpleNamespace
+
+    from avsync.inference import track_groups
+    from avsync.models.methods import CorrelationMethod
+
+    tracks = [SimpleNamespace(n_frames=n) for n in (100, 900, 300, 500)]
+    method = CorrelationMethod()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(pipeline.THREADS_ENV, "2")
+        groups = track_groups(tracks, method)
+        assert [idx for _, idx in groups] == [[1], [0, 2, 3]]  # 900 | 500 + 300 + 100
+        assert groups[0][0] is method
+        plain = object()
+        assert track_groups(tracks, plain) == [(plain, [0, 1, 2, 3])]
+        mp.setenv(pipeline.THREADS_ENV, "1")
+        assert track_groups(tracks, method) == [(method, [0, 1, 2, 3])]

@@ -243,12 +243,53 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
         raise NoFaceError(f"no face stays in view for {MIN_TRACK_FRAMES} frames or more")
     from avsync.segments import combine_tracks, evidence_of
 
-    evidence = []
-    for track in tracks:
-        ev = evidence_of(method, track_input(track, audio, fps), shifts, n_null, drift)
-        ev.track_id, ev.shot = track.track_id, track.shot
-        evidence.append(ev)
+    def score_tracks(m: SyncMethod, todo: list[Track]) -> list:
+        out = []
+        for track in todo:
+            ev = evidence_of(m, track_input(track, audio, fps), shifts, n_null, drift)
+            ev.track_id, ev.shot = track.track_id, track.shot
+            out.append(ev)
+        return out
+
+    groups = track_groups(tracks, method)
+    if len(groups) == 1:
+        evidence = score_tracks(method, tracks)
+    else:  # each thread its own copy of the method (caches), one torch thread each
+        from concurrent.futures import ThreadPoolExecutor
+
+        from avsync.models.threads import SCORING_THREADS, torch_threads
+
+        with torch_threads(SCORING_THREADS), ThreadPoolExecutor(
+                len(groups), thread_name_prefix="avsync-scoring") as pool:
+            done = [pool.submit(score_tracks, m, [tracks[i] for i in idx]) for m, idx in groups]
+            by_index = {i: ev for (_, idx), fut in zip(groups, done, strict=True)
+                        for i, ev in zip(idx, fut.result(), strict=True)}
+        evidence = [by_index[i] for i in range(len(tracks))]
     return combine_tracks(evidence, shifts, fps)
+
+
+def track_groups(tracks: list[Track], method: SyncMethod) -> list[tuple[SyncMethod, list[int]]]:
+    """Tracks (indices) split among up to ``avsync.cpu.usable_threads()`` threads for scoring,
+    longest first to the least-loaded thread, each thread with a copy of the method
+    (``models.threads.thread_copy``: the same weights, its own caches). One group (the method
+    itself, every track) when there is one track or one thread, or the method cannot be copied.
+
+    Same answers as one after the other, up to float rounding: a copy starts with empty caches,
+    so a tower output may come from a batch of another size than when tracks share a cache.
+    """
+    from avsync.cpu import usable_threads
+    from avsync.models.threads import thread_copy
+
+    n = min(len(tracks), usable_threads())
+    copies = [method] + [thread_copy(method) for _ in range(n - 1)]
+    if n < 2 or any(c is None for c in copies):
+        return [(method, list(range(len(tracks))))]
+    load, members = [0] * n, [[] for _ in range(n)]
+    for i in sorted(range(len(tracks)), key=lambda i: -tracks[i].n_frames):
+        g = load.index(min(load))
+        load[g] += tracks[i].n_frames
+        members[g].append(i)
+    return [(c, sorted(idx)) for c, idx in zip(copies, members, strict=True) if idx]
 
 
 def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,

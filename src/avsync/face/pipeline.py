@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from avsync.cpu import THREADS_ENV, usable_threads  # noqa: F401  (THREADS_ENV re-exported)
 from avsync.face.landmarks import FaceDetection, LandmarkBackend, landmark_box
 from avsync.face.mouth import grey_image
 from avsync.face.tracks import MIN_IOU, VisualAnalysis, box_iou, frame_hist, track_detections
@@ -64,10 +65,6 @@ RAW_PREFETCH_FRAMES: int = 4
 
 FAST_STRIDE: int = 2
 """``detect --fast``: landmarks on every FAST_STRIDE-th frame, interpolated in between."""
-
-THREADS_ENV: str = "AVSYNC_THREADS"
-"""Environment variable: threads the face analysis may use (1 = the sequential path)."""
-
 
 def core_split() -> tuple[set[int], int] | None:
     """(cores for the front end, the landmarker's core) when this thread may run on two or more
@@ -90,19 +87,9 @@ def _pin_thread(cores: set[int]) -> None:
 
 
 def face_threads() -> int:
-    """Threads for the face analysis: ``AVSYNC_THREADS`` if set, else ``OMP_NUM_THREADS`` if set
-    (batch workers set 1: their parallelism is across files), else the usable CPU count."""
-    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "").strip()
-        if value:
-            try:
-                return max(1, int(value))
-            except ValueError:
-                continue
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    """Threads for the face analysis: ``avsync.cpu.usable_threads`` (``AVSYNC_THREADS``, else
+    ``OMP_NUM_THREADS``, else the usable CPU count)."""
+    return usable_threads()
 
 
 @dataclass(frozen=True, eq=False)

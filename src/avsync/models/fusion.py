@@ -21,6 +21,7 @@ cross-validation"). C3 needs 11 frames, so shorter inputs are scored by the othe
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,17 @@ class FusedMethod:
     def min_frames(self) -> int:
         """Shortest input any member can score (the others then contribute nothing)."""
         return min(getattr(m, "min_frames", 1) for m in self._members)
+
+    def thread_copy(self) -> FusedMethod | None:
+        """The same fusion over thread copies of its members (None if a member has none)."""
+        from avsync.models.threads import thread_copy
+
+        members = [thread_copy(m) for m in self._members]
+        if any(m is None for m in members):
+            return None
+        clone = copy.copy(self)
+        clone._members = members
+        return clone
 
     def score(self, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray:
         return fuse_curves([m.score(inp, shifts_frames) for m in self._members], self.config.weights)

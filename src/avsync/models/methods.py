@@ -31,6 +31,10 @@ class CorrelationMethod:
     config: CorrelationConfig = field(default_factory=CorrelationConfig)
     name: str = "avcorr"
 
+    def thread_copy(self):
+        """Itself: it keeps no state between calls (models.threads.thread_copy)."""
+        return self
+
     def score(self, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray:
         pairs = [(SIGNAL_NAMES.index(v), j) for v in self.config.visual
                  for j in range(len(self.config.audio))]
@@ -62,6 +66,10 @@ class QMIConfig:
 class QMIMethod:
     config: QMIConfig = field(default_factory=QMIConfig)
     name: str = "qmi"
+
+    def thread_copy(self):
+        """Itself: it keeps no state between calls (models.threads.thread_copy)."""
+        return self
 
     def score(self, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray:
         col = AUDIO_NAMES.index(self.config.audio)

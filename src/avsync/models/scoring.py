@@ -18,7 +18,7 @@ Pair, offsets and regression outputs are cached by (first track frame id, audio 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -303,6 +303,11 @@ class NeuralSyncMethod:
     @property
     def kind(self) -> str:
         return self.model.visual_kind
+
+    def thread_copy(self) -> NeuralSyncMethod:
+        """The same model and settings with empty caches, for scoring another track on another
+        thread (models.threads.thread_copy); the torch module is shared (inference only)."""
+        return replace(self)
 
     @property
     def calibration_frames(self) -> float:

@@ -1,9 +1,10 @@
-"""How many torch threads the scoring of a track uses."""
+"""How many torch threads the scoring of a track uses, and copies of a method for other threads."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -27,3 +28,11 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def thread_copy(method: Any) -> Any | None:
+    """A copy of ``method`` that may score another track on another thread at the same time as
+    ``method`` (the same weights, caches of its own), or None when the method does not say it
+    can be copied so (``thread_copy()`` method: neural methods, ``avcorr``, fusions of them)."""
+    fn = getattr(method, "thread_copy", None)
+    return fn() if callable(fn) else None
