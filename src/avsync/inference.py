@@ -11,6 +11,7 @@ import numpy as np
 
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
 from avsync.face.frame_rate import analysis_rate, on_grid
+from avsync.face.halves import analyse_halves
 from avsync.face.landmarks import LandmarkBackend, create_landmarker
 from avsync.face.pipeline import FAST_STRIDE, analyse_stream
 from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
@@ -18,7 +19,7 @@ from avsync.face.tracks import Track, VisualAnalysis
 from avsync.features import SILENCE_RMS, AudioFeatures, stream_features
 from avsync.io import iter_video_frames, probe
 from avsync.io.audio import describe_audio_stream, iter_audio_blocks
-from avsync.io.orientation import parse_rotate
+from avsync.io.orientation import display_rotation_cw, parse_rotate
 from avsync.models.calibration import refine_peak, round_frames
 from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, DRIFT_WINDOW_S, frames_to_ms
@@ -160,8 +161,10 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     When no face stays MIN_TRACK_FRAMES at ANALYSIS_MAX_SIDE, a second pass looks for small faces
     at up to SEARCH_MAX_SIDE px (tiles + one landmarker per face crop; avsync.face.small_faces).
     The face analysis overlaps decoding, landmarks and tracking on the cores allowed
-    (avsync.face.pipeline: same answers); fast: landmarks on every FAST_STRIDE-th frame only,
-    interpolated between, by two landmarkers (measured accuracy cost: docs/BENCHMARKS.md).
+    (avsync.face.pipeline), or runs as two halves on two cores (files of 20 s or more with a
+    keyframe near the middle: avsync.face.halves), with the answers of one piece; fast:
+    landmarks on every FAST_STRIDE-th frame only, interpolated between, by two landmarkers
+    (measured accuracy cost: docs/BENCHMARKS.md).
     """
     clock = clock if clock is not None else {"decode": 0.0}
     clock.setdefault("decode", 0.0)
@@ -170,7 +173,16 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     rate_fps = analysis_rate(probe(path).fps)
 
     def run(max_side: int, make: Callable[[], LandmarkBackend], n_landmarkers: int,
-            stride: int = 1) -> VisualAnalysis:
+            stride: int = 1, split: bool = False) -> VisualAnalysis:
+        if split and n_landmarkers == 1 and stride == 1 and rate_fps is None:
+            halves = _plan_halves(path)
+            if halves is not None:  # two halves on two cores, the answers of one piece (face.halves)
+                rotation = parse_rotate(rotate)
+                rotation = display_rotation_cw(path) if rotation is None else rotation
+                analysis = analyse_halves(path, halves[0], halves[1], make, max_side, rotation,
+                                          on_frame, keep_crops, rgb_crop_size, clock)
+                analysis.rate_fps = rate_fps
+                return analysis
         frames = _timed(iter(iter_video_frames(path, max_side=max_side, rotate=rotate, lazy=True)), clock)
         if rate_fps is not None:
             frames = on_grid(frames, rate_fps)
@@ -181,7 +193,7 @@ def analyse_video(path: str | Path, max_faces: int = 4,
         return analysis
 
     analysis = run(ANALYSIS_MAX_SIDE, lambda: create_landmarker(face_backend, max_faces=max_faces),
-                   2 if fast else 1, FAST_STRIDE if fast else 1)
+                   2 if fast else 1, FAST_STRIDE if fast else 1, split=True)
     if not any(t.n_frames >= MIN_TRACK_FRAMES for t in analysis.tracks):
         # Nothing usable at 640 px: look again for small faces (wide shots), see face.small_faces.
         t1 = time.perf_counter()
@@ -193,6 +205,17 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     # Pipelined (face.pipeline): "decode" ran on its own thread; "face" is the rest of the wall time.
     clock["face"] = time.perf_counter() - t0 - clock.pop("decode_wait", clock["decode"])
     return analysis
+
+
+def _plan_halves(path: str | Path) -> tuple[float, tuple[set[int], set[int]]] | None:
+    """(seam keyframe s, core sets) when the file's face analysis can run as two halves."""
+    from avsync.face.halves import seam_keyframe_s, split_cores
+
+    cores = split_cores()
+    if cores is None:
+        return None
+    key_s = seam_keyframe_s(path)
+    return None if key_s is None else (key_s, cores)
 
 
 def analyse_audio(path: str | Path, audio_stream: int | None = None,

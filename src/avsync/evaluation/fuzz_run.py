@@ -160,6 +160,8 @@ def _child(argv: list[str], fd_out: int, fd_err: int) -> None:
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (pytest may have replaced them)
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
         os.environ.update(_ENV)
+        if "torch" in sys.modules:  # a parent that ran torch ops on 2+ OpenMP threads: the child's
+            sys.modules["torch"].set_num_threads(1)  # first such op would hang (libgomp after fork)
         _limit_child()
         from avsync.cli import app
 

@@ -161,6 +161,26 @@ def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+@dataclass(frozen=True, eq=False)
+class PrecutFace(FaceDetection):
+    """A face whose tracker crops were cut ahead, on another thread (face.halves):
+    crops = :func:`cut_crops` of its frame, so the tracker needs no image for it."""
+
+    crops: tuple = ()
+
+
+def cut_crops(image: np.ndarray, grey: np.ndarray | None, landmarks: np.ndarray, keep_crops: bool,
+              rgb_crop_size: int) -> tuple:
+    """(mouth crop for the lip flow, kept KEPT_CROP_SIZE grey crop or None, RGB crop or None):
+    the crops :class:`Tracker` cuts for one face (``keep_crops`` / ``rgb_crop_size`` as its own)."""
+    crop = mouth_crop(image, landmarks, grey_src=grey)
+    kept = (mouth_crop(image, landmarks, KEPT_CROP_SIZE, KEPT_CROP_SIZE, grey_src=grey)
+            if keep_crops else None)
+    rgb = (mouth_crop(image, landmarks, rgb_crop_size, rgb_crop_size, grey=False)
+           if keep_crops and rgb_crop_size else None)
+    return crop, kept, rgb
+
+
 class Tracker:
     """Greedy IoU association of per-frame detections into tracks, split at shot cuts.
 
@@ -183,8 +203,9 @@ class Tracker:
 
     def update(self, index: int, time_s: float, image: np.ndarray,
                faces: list[FaceDetection], grey: np.ndarray | None = None) -> None:
-        """Associate one frame's faces; grey: ``grey_image(image)`` if already computed."""
-        if faces and grey is None:
+        """Associate one frame's faces; grey: ``grey_image(image)`` if already computed.
+        image may be None when every face is a :class:`PrecutFace` (crops cut ahead)."""
+        if faces and grey is None and image is not None:
             grey = grey_image(image)
         pairs = sorted(((box_iou(t.boxes[-1], f.box), i, j) for i, t in enumerate(self.active)
                         for j, f in enumerate(faces)), reverse=True)
@@ -229,7 +250,8 @@ class Tracker:
                         track.rgb.append(track.rgb[-1])
                         track.lips_px.append(np.full((N_LIP_POINTS, 2), np.nan, np.float32))
             track.prev_crop = track.prev_crop if index - track.last_seen == 1 else None
-        crop = mouth_crop(image, face.landmarks, grey_src=grey)
+        crop, kept, rgb = (face.crops if isinstance(face, PrecutFace)
+                           else cut_crops(image, grey, face.landmarks, self.keep_crops, self.rgb_crop_size))
         flow = flow_signals(track.prev_crop, crop)
         track.prev_crop = crop
         track.frame_index.append(index)
@@ -238,13 +260,11 @@ class Tracker:
         track.boxes.append(face.box)
         track.last_seen = index
         if self.keep_crops:
-            track.mouth.append(mouth_crop(image, face.landmarks, KEPT_CROP_SIZE, KEPT_CROP_SIZE,
-                                          grey_src=grey))
+            track.mouth.append(kept)
             track.lips.append(lip_points(face.landmarks))
             track.valid.append(True)
             if self.rgb_crop_size:
-                track.rgb.append(mouth_crop(image, face.landmarks, self.rgb_crop_size,
-                                            self.rgb_crop_size, grey=False))
+                track.rgb.append(rgb)
                 track.lips_px.append(lip_points_in_crop(face.landmarks, self.rgb_crop_size))
 
     def close(self) -> list[Track]:
@@ -301,7 +321,7 @@ def track_detections(detected: Iterable, on_frame: Callable[[int], None] | None 
     cuts: list[int] = []
     size = (0, 0)
     for n, frame, image, cut in track_frames(detected, tracker, on_frame):
-        size = image.shape[1], image.shape[0]
+        size = (image.shape[1], image.shape[0]) if image is not None else frame.size
         if cut:
             cuts.append(n)
         times.append(frame.time_s)

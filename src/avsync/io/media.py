@@ -196,15 +196,20 @@ def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
     return float(value * time_base)
 
 
-def decode_frames(container: Any, stream: Any, p: Path) -> Iterator[Any]:
+def decode_frames(container: Any, stream: Any, p: Path, from_key_s: float | None = None
+                  ) -> Iterator[Any]:
     """Decode ``stream`` packet by packet, tolerating corrupt packets and a truncated tail.
 
     Never seeks (see the module notes). Frames hidden by an edit list are dropped by
     libavcodec. Raises MediaError only when the stream fails before yielding anything.
+    from_key_s: start decoding at the keyframe packet whose pts is this time (s), the packets
+    before it demuxed and dropped undecoded (face.halves); MediaError when there is none.
     """
     n_out = 0
     n_err = 0
     packets = container.demux(stream)
+    if from_key_s is not None:
+        packets = _from_keyframe(packets, stream, from_key_s, p)
     while True:
         try:
             packet = next(packets)
@@ -232,6 +237,17 @@ def decode_frames(container: Any, stream: Any, p: Path) -> Iterator[Any]:
         what = "video frame" if stream.type == "video" else f"{stream.type} frame"
         detail = " (the file looks damaged or truncated)" if n_err else ""
         raise MediaError(f"No {what} could be decoded from {p}{detail}.")
+
+
+def _from_keyframe(packets: Iterator[Any], stream: Any, key_s: float, p: Path) -> Iterator[Any]:
+    """``packets`` from the keyframe packet at ``key_s`` (pts time, within 1 us) on."""
+    for packet in packets:
+        t = _seconds(packet.pts, packet.time_base)
+        if packet.is_keyframe and t is not None and abs(t - key_s) < 1e-6:
+            yield packet
+            yield from packets
+            return
+    raise MediaError(f"{p}: no video keyframe at {key_s:.6f} s")
 
 
 # ----------------------------------------------------------------------------- probe
@@ -343,7 +359,7 @@ def _to_rgb(frame: Any, max_side: int | None, rotation_cw: int = 0) -> np.ndarra
 
 def iter_video_frames(
     path: str | os.PathLike[str], max_side: int | None = 640, rotate: str | int | None = "auto",
-    lazy: bool = False,
+    lazy: bool = False, from_key_s: float | None = None, stop_s: float | None = None,
 ) -> Iterator[VideoFrame]:
     """Stream the presented video frames of ``path`` in display order, in constant memory.
 
@@ -354,7 +370,9 @@ def iter_video_frames(
     ``pts * time_base`` in seconds (``index / fps`` after the first time when pts is missing).
     Raises MediaError (before the first frame) when there is no video stream or when no frame
     decodes; a truncated file yields the frames that decode, then stops. ``lazy``: yield
-    :class:`DecodedFrame` (converted when its ``image`` is read) instead.
+    :class:`DecodedFrame` (converted when its ``image`` is read) instead. ``from_key_s``: only
+    the frames at and after the keyframe whose pts is that time, decoded from it (face.halves;
+    indices then count from 0 there); ``stop_s``: only the frames before that time.
     """
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be >= 1 or None, got {max_side}")
@@ -363,11 +381,12 @@ def iter_video_frames(
     with open_input(p) as c:  # fail early, not on the first next()
         if video_stream(c) is None:
             raise MediaError(f"{p} has no video stream.")
-    return _iter_video_frames(p, max_side, rotation_cw, lazy)
+    return _iter_video_frames(p, max_side, rotation_cw, lazy, from_key_s, stop_s)
 
 
 def _iter_video_frames(p: Path, max_side: int | None, rotation_cw: int | None,
-                       lazy: bool = False) -> Iterator[VideoFrame]:
+                       lazy: bool = False, from_key_s: float | None = None,
+                       stop_s: float | None = None) -> Iterator[VideoFrame]:
     """Decode in display order; timestamps are re-sorted over a short window.
 
     Frames come out of the decoder in display order, but containers without pts (AVI) attach
@@ -391,18 +410,34 @@ def _iter_video_frames(p: Path, max_side: int | None, rotation_cw: int | None,
         images: deque[Any] = deque()
         times: list[float] = []
         index = 0
-        for n, frame in enumerate(decode_frames(c, stream, p)):
+        lo = -np.inf if from_key_s is None else from_key_s - 1e-6
+        hi = np.inf if stop_s is None else stop_s - 1e-6
+        for n, frame in enumerate(decode_frames(c, stream, p, from_key_s)):
             if rotation_cw is None:
                 rotation_cw = frame_rotation_cw(frame)
             t = frame.time
+            if t is None and from_key_s is not None:
+                raise MediaError(f"{p}: a frame without a timestamp after {from_key_s:.3f} s")
             heapq.heappush(times, float(t) if t is not None else t0 + n / fps)
             images.append(frame if lazy else _to_rgb(frame, max_side, rotation_cw))
             if len(images) > window:
-                yield out(index, heapq.heappop(times), images.popleft(), rotation_cw)
-                index += 1
+                t_out = heapq.heappop(times)
+                if t_out >= hi:
+                    return
+                if t_out >= lo:
+                    yield out(index, t_out, images.popleft(), rotation_cw)
+                    index += 1
+                else:
+                    images.popleft()
         while images:
-            yield out(index, heapq.heappop(times), images.popleft(), rotation_cw)
-            index += 1
+            t_out = heapq.heappop(times)
+            if t_out >= hi:
+                return
+            if t_out >= lo:
+                yield out(index, t_out, images.popleft(), rotation_cw)
+                index += 1
+            else:
+                images.popleft()
     finally:
         c.close()
 
