@@ -22,3 +22,11 @@ def usable_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def allowed_cores() -> list[int]:
+    """The CPU numbers this thread may run on, sorted (Linux); [] where that cannot be read."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return []

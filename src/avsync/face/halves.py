@@ -29,7 +29,6 @@ two or more threads and cores are allowed; everything else takes face.pipeline's
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from bisect import bisect_left
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avsync.cpu import usable_threads
+from avsync.cpu import allowed_cores, usable_threads
 from avsync.errors import AvsyncError
 from avsync.face.landmarks import LandmarkBackend
 from avsync.face.pipeline import _pin_thread, prepare
@@ -68,13 +67,8 @@ class SecondHalfFrame:
 
 def split_cores() -> tuple[set[int], set[int]] | None:
     """(first half's cores, second half's cores) when two threads and two cores are allowed."""
-    if usable_threads() < 2:
-        return None
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
-    if len(allowed) < 2:
+    allowed = allowed_cores()
+    if usable_threads() < 2 or len(allowed) < 2:
         return None
     half = len(allowed) // 2
     return set(allowed[:half]), set(allowed[half:])

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from avsync.cpu import THREADS_ENV, usable_threads  # noqa: F401  (THREADS_ENV re-exported)
+from avsync.cpu import THREADS_ENV, allowed_cores, usable_threads  # noqa: F401  (THREADS_ENV re-exported)
 from avsync.face.landmarks import FaceDetection, LandmarkBackend, landmark_box
 from avsync.face.mouth import grey_image
 from avsync.face.tracks import MIN_IOU, VisualAnalysis, box_iou, frame_hist, track_detections
@@ -66,13 +66,11 @@ RAW_PREFETCH_FRAMES: int = 4
 FAST_STRIDE: int = 2
 """``detect --fast``: landmarks on every FAST_STRIDE-th frame, interpolated in between."""
 
+
 def core_split() -> tuple[set[int], int] | None:
     """(cores for the front end, the landmarker's core) when this thread may run on two or more
     cores (Linux), else None: the landmarker on the last usable core, the rest on the others."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
+    allowed = allowed_cores()
     if len(allowed) < 2:
         return None
     return set(allowed[:-1]), allowed[-1]

@@ -407,37 +407,34 @@ def _iter_video_frames(p: Path, max_side: int | None, rotation_cw: int | None,
         fps = float(stream.average_rate or stream.guessed_rate or 25)
         t0 = _seconds(stream.start_time, stream.time_base) or 0.0
         window = max(_REORDER_WINDOW, 2 * int(stream.codec_context.has_b_frames or 0))
-        images: deque[Any] = deque()
-        times: list[float] = []
-        index = 0
         lo = -np.inf if from_key_s is None else from_key_s - 1e-6
         hi = np.inf if stop_s is None else stop_s - 1e-6
-        for n, frame in enumerate(decode_frames(c, stream, p, from_key_s)):
-            if rotation_cw is None:
-                rotation_cw = frame_rotation_cw(frame)
-            t = frame.time
-            if t is None and from_key_s is not None:
-                raise MediaError(f"{p}: a frame without a timestamp after {from_key_s:.3f} s")
-            heapq.heappush(times, float(t) if t is not None else t0 + n / fps)
-            images.append(frame if lazy else _to_rgb(frame, max_side, rotation_cw))
-            if len(images) > window:
-                t_out = heapq.heappop(times)
-                if t_out >= hi:
-                    return
-                if t_out >= lo:
-                    yield out(index, t_out, images.popleft(), rotation_cw)
-                    index += 1
-                else:
-                    images.popleft()
-        while images:
-            t_out = heapq.heappop(times)
+
+        def in_order() -> Iterator[tuple[float, Any]]:
+            """(time, picture) in display order, the smallest pending time to the oldest frame."""
+            nonlocal rotation_cw
+            images: deque[Any] = deque()
+            times: list[float] = []
+            for n, frame in enumerate(decode_frames(c, stream, p, from_key_s)):
+                if rotation_cw is None:
+                    rotation_cw = frame_rotation_cw(frame)
+                t = frame.time
+                if t is None and from_key_s is not None:
+                    raise MediaError(f"{p}: a frame without a timestamp after {from_key_s:.3f} s")
+                heapq.heappush(times, float(t) if t is not None else t0 + n / fps)
+                images.append(frame if lazy else _to_rgb(frame, max_side, rotation_cw))
+                if len(images) > window:
+                    yield heapq.heappop(times), images.popleft()
+            while images:
+                yield heapq.heappop(times), images.popleft()
+
+        index = 0
+        for t_out, image in in_order():
             if t_out >= hi:
                 return
             if t_out >= lo:
-                yield out(index, t_out, images.popleft(), rotation_cw)
+                yield out(index, t_out, image, rotation_cw)
                 index += 1
-            else:
-                images.popleft()
     finally:
         c.close()
 
