@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
+from avsync.face.chunks import analyse_chunked
 from avsync.face.frame_rate import analysis_rate, on_grid
-from avsync.face.halves import analyse_halves
 from avsync.face.landmarks import LandmarkBackend, create_landmarker
 from avsync.face.pipeline import FAST_STRIDE, analyse_stream
 from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
@@ -162,7 +162,7 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     at up to SEARCH_MAX_SIDE px (tiles + one landmarker per face crop; avsync.face.small_faces).
     The face analysis overlaps decoding, landmarks and tracking on the cores allowed
     (avsync.face.pipeline), or runs as two halves on two cores (files of 20 s or more with a
-    keyframe near the middle: avsync.face.halves), with the answers of one piece; fast:
+    keyframe near the middle: avsync.face.chunks), with the answers of one piece; fast:
     landmarks on every FAST_STRIDE-th frame only, interpolated between, by two landmarkers
     (measured accuracy cost: docs/BENCHMARKS.md).
     """
@@ -175,12 +175,10 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     def run(max_side: int, make: Callable[[], LandmarkBackend], n_landmarkers: int,
             stride: int = 1, split: bool = False) -> VisualAnalysis:
         if split and n_landmarkers == 1 and stride == 1 and rate_fps is None:
-            halves = _plan_halves(path)
-            if halves is not None:  # two halves on two cores, the answers of one piece (face.halves)
-                rotation = parse_rotate(rotate)
-                rotation = display_rotation_cw(path) if rotation is None else rotation
-                analysis = analyse_halves(path, halves[0], halves[1], make, max_side, rotation,
-                                          on_frame, keep_crops, rgb_crop_size, clock)
+            plan = plan_chunks(path, rotate)
+            if plan is not None:  # two cores on keyframe chunks, the answers of one piece (face.chunks)
+                analysis = analyse_chunked(path, plan[0], plan[1], make, max_side, plan[2], on_frame,
+                                           keep_crops, rgb_crop_size, clock)
                 analysis.rate_fps = rate_fps
                 return analysis
         frames = _timed(iter(iter_video_frames(path, max_side=max_side, rotate=rotate, lazy=True)), clock)
@@ -207,15 +205,20 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     return analysis
 
 
-def _plan_halves(path: str | Path) -> tuple[float, tuple[set[int], set[int]]] | None:
-    """(seam keyframe s, core sets) when the file's face analysis can run as two halves."""
-    from avsync.face.halves import seam_keyframe_s, split_cores
+def plan_chunks(path: str | Path, rotate: str | int | None, chunk_s: float | None = None
+                ) -> tuple[list[float], tuple[set[int], set[int]], int] | None:
+    """(seam keyframes s, the two workers' cores, the clockwise turn) when the face analysis of
+    ``path`` can run in keyframe chunks on two cores (face.chunks); chunk_s None: two halves."""
+    from avsync.face.chunks import seam_keyframes_s, split_cores
 
     cores = split_cores()
     if cores is None:
         return None
-    key_s = seam_keyframe_s(path)
-    return None if key_s is None else (key_s, cores)
+    seams = seam_keyframes_s(path, chunk_s)
+    if not seams:
+        return None
+    rotation = parse_rotate(rotate)
+    return seams, cores, display_rotation_cw(path) if rotation is None else rotation
 
 
 def analyse_audio(path: str | Path, audio_stream: int | None = None,

@@ -212,10 +212,11 @@ class StreamScorer:
 
     def run(self, centres: list[int]) -> tuple[SegmentScorer, int]:
         """One pass (the small-face pass when the first found nothing); (scorer, frames)."""
+        from avsync.face.chunks import CHUNK_S, chunked_detections
         from avsync.face.landmarks import create_landmarker
         from avsync.face.pipeline import detected_frames
         from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
-        from avsync.inference import ANALYSIS_MAX_SIDE, shifts_for
+        from avsync.inference import ANALYSIS_MAX_SIDE, plan_chunks, shifts_for
 
         def one(max_side: int, make: Callable) -> tuple[SegmentScorer, int]:
             from avsync.face.frame_rate import on_grid
@@ -224,6 +225,14 @@ class StreamScorer:
 
             scorer = SegmentScorer(self.method, self.audio, self.fps, shifts_for(self.max_offset_frames),
                                    self.n_null, self.drift, centres, self.clock)
+            plan = None
+            if max_side == ANALYSIS_MAX_SIDE and self.rate_fps is None:
+                plan = plan_chunks(self.path, self.rotate, CHUNK_S)
+            if plan is not None:  # keyframe chunks on two cores (face.chunks); same answers
+                with chunked_detections(self.path, plan[0], plan[1], make, max_side, plan[2],
+                                        needs_neural(self.method)) as detected:
+                    n = _pass(detected, scorer, needs_neural(self.method), self.on_frame)
+                return scorer, n
             frames = _timed(iter(iter_video_frames(self.path, max_side=max_side, rotate=self.rotate,
                                                    lazy=True)), self.clock)
             if self.rate_fps is not None:

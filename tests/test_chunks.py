@@ -1,0 +1,129 @@
+"""Issue 14 (speed): the face analysis in keyframe chunks on two cores gives the one-piece answers.
+
+The clip: the shipped 3 s GRID example looped 8 times (24 s) and re-encoded with a keyframe
+every 3 s, so it has a keyframe near its middle (the reference, ``AVSYNC_THREADS=1``, is
+computed in the same run).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avsync.face import chunks, pipeline
+
+pytest.importorskip("mediapipe")
+
+LOOPS = 8
+
+
+@pytest.fixture(scope="module")
+def long_clip(example_clip, tmp_path_factory) -> Path:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    out = tmp_path_factory.mktemp("halves") / "looped.mp4"
+    cmd = ["ffmpeg", "-v", "error", "-y", "-stream_loop", str(LOOPS - 1), "-i", str(example_clip),
+           "-c:v", "libx264", "-g", "75", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", str(out)]
+    subprocess.run(cmd, check=True, timeout=120)
+    return out
+
+
+def _analyse(path, threads: str, monkeypatch, **kw):
+    from avsync.inference import analyse_video
+
+    monkeypatch.setenv(pipeline.THREADS_ENV, threads)
+    clock: dict = {}
+    return analyse_video(path, keep_crops=True, clock=clock, **kw), clock
+
+
+def _assert_identical(a, b) -> None:
+    assert a.n_frames == b.n_frames and a.cuts == b.cuts and a.image_size == b.image_size
+    assert np.array_equal(a.frame_times_s, b.frame_times_s)
+    assert len(a.tracks) == len(b.tracks) >= 1
+    for x, y in zip(a.tracks, b.tracks, strict=True):
+        assert (x.track_id, x.shot, x.frame_index, x.valid) == (y.track_id, y.shot, y.frame_index, y.valid)
+        assert np.array_equal(x.signal_matrix(), y.signal_matrix())
+        assert all(np.array_equal(m, n) for m, n in zip(x.mouth, y.mouth, strict=True))
+        assert all(np.array_equal(m, n, equal_nan=True) for m, n in zip(x.lips, y.lips, strict=True))
+
+
+def test_seams_are_keyframes(long_clip, example_clip):
+    (key,) = chunks.seam_keyframes_s(long_clip)  # two halves
+    assert abs(key - 12.0) <= 3.0 + 1e-6 and abs(key / 3.0 - round(key / 3.0)) < 1e-6
+    seams = chunks.seam_keyframes_s(long_clip, chunk_s=6.0)  # about every 6 s
+    assert len(seams) == 3 and all(abs(s / 3.0 - round(s / 3.0)) < 1e-6 for s in seams)
+    assert seams == sorted(seams) and all(b - a >= 3.0 for a, b in zip(seams, seams[1:], strict=False))
+    assert chunks.seam_keyframes_s(example_clip) == []  # 3 s: one piece
+
+
+def test_two_halves_give_the_one_piece_analysis(long_clip, monkeypatch):
+    ref, ref_clock = _analyse(long_clip, "1", monkeypatch)
+    got, clock = _analyse(long_clip, "2", monkeypatch)
+    assert "chunk_seams_s" not in ref_clock
+    if chunks.split_cores() is None:
+        pytest.skip("this process may run on one core only")
+    assert clock["chunk_seams_s"] == chunks.seam_keyframes_s(long_clip)
+    _assert_identical(got, ref)
+    assert ref.n_frames >= 25 * 3 * LOOPS  # every frame of the 24 s
+
+
+def test_chunks_fall_back_to_one_piece_when_the_seam_frame_has_max_faces(long_clip, monkeypatch):
+    """max_faces=1 on a one-face clip: MediaPipe tracks across the seam, so the rest is
+    landmarked in one piece from the first half's start; the answers are the one-piece ones."""
+    ref, _ = _analyse(long_clip, "1", monkeypatch, max_faces=1)
+    got, clock = _analyse(long_clip, "2", monkeypatch, max_faces=1)
+    _assert_identical(got, ref)
+
+
+@pytest.mark.parametrize("fail_at", [2, 3])
+def test_a_failing_chunk_is_redone_in_one_piece(long_clip, fail_at):
+    from avsync.face.landmarks import create_landmarker
+    from avsync.face.tracks import analyse_frames
+    from avsync.io.media import iter_video_frames
+
+    cores = chunks.split_cores() or ({0}, {0})
+    made = []
+
+    def make():
+        made.append(1)
+        if len(made) == fail_at:  # some chunk's landmarker
+            raise RuntimeError("boom")
+        return create_landmarker("mediapipe", max_faces=4)
+
+    seams = chunks.seam_keyframes_s(long_clip, chunk_s=6.0)
+    got = chunks.analyse_chunked(long_clip, seams, cores, make, 640, 0, keep_crops=True)
+    lm = create_landmarker("mediapipe", max_faces=4)
+    try:
+        ref = analyse_frames(iter_video_frames(long_clip, 640, rotate=0), lm, keep_crops=True)
+    finally:
+        lm.close()
+    assert len(made) > fail_at  # it failed, and the one-piece rest made a landmarker of its own
+    _assert_identical(got, ref)
+
+
+def test_long_files_stream_in_chunks_with_the_one_piece_answers(long_clip, monkeypatch):
+    """The segment-by-segment path of long files (avsync.streaming, forced here with 4 s
+    segments) in 6 s chunks on two cores: the same result as one thread."""
+    from avsync import inference
+
+    monkeypatch.setattr(inference, "SEGMENT_S", 4.0)
+    monkeypatch.setattr(chunks, "CHUNK_S", 6.0)
+    used = []
+    real = chunks.chunked_detections
+    monkeypatch.setattr(chunks, "chunked_detections", lambda *a, **k: used.append(a[1]) or real(*a, **k))
+    out = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv(pipeline.THREADS_ENV, threads)
+        out[threads] = inference.detect(long_clip, drift=True)
+    if chunks.split_cores() is None:
+        pytest.skip("this process may run on one core only")
+    assert len(used) == 1 and len(used[0]) == 3  # the threads=2 run, in 4 chunks
+    a, b = out["1"], out["2"]
+    assert a.curve == b.curve and a.offset_frames == b.offset_frames and a.confidence == b.confidence
+    assert [(t.track_id, t.n_frames, t.offset_frames, t.confidence) for t in a.tracks] == \
+        [(t.track_id, t.n_frames, t.offset_frames, t.confidence) for t in b.tracks]
