@@ -64,10 +64,10 @@ def test_seams_are_keyframes(long_clip, example_clip):
 def test_two_halves_give_the_one_piece_analysis(long_clip, monkeypatch):
     ref, ref_clock = _analyse(long_clip, "1", monkeypatch)
     got, clock = _analyse(long_clip, "2", monkeypatch)
-    assert "chunk_seams_s" not in ref_clock
+    assert "chunks" not in ref_clock
     if chunks.split_cores() is None:
         pytest.skip("this process may run on one core only")
-    assert clock["chunk_seams_s"] == chunks.seam_keyframes_s(long_clip)
+    assert clock["chunks"] == 2
     _assert_identical(got, ref)
     assert ref.n_frames >= 25 * 3 * LOOPS  # every frame of the 24 s
 
@@ -127,3 +127,19 @@ def test_long_files_stream_in_chunks_with_the_one_piece_answers(long_clip, monke
     assert a.curve == b.curve and a.offset_frames == b.offset_frames and a.confidence == b.confidence
     assert [(t.track_id, t.n_frames, t.offset_frames, t.confidence) for t in a.tracks] == \
         [(t.track_id, t.n_frames, t.offset_frames, t.confidence) for t in b.tracks]
+
+
+def test_detect_on_two_halves_gives_the_one_thread_result(long_clip, monkeypatch):
+    """The whole ``detect`` (default method, drift) of a 24 s file read as two halves."""
+    from avsync.inference import detect
+
+    out = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv(pipeline.THREADS_ENV, threads)
+        out[threads] = detect(long_clip)
+    a, b = out["1"], out["2"]
+    assert "chunks" not in a.timings_s
+    if chunks.split_cores() is not None:
+        assert b.timings_s["chunks"] == 2
+    assert a.curve == b.curve and a.offset_frames == b.offset_frames and a.confidence == b.confidence
+    assert [t.drift for t in a.tracks] == [t.drift for t in b.tracks]

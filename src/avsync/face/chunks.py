@@ -240,6 +240,6 @@ def analyse_chunked(path: str | Path, seams_s: list[float], cores: tuple[set[int
     with chunked_detections(path, seams_s, cores, make_landmarker, max_side, rotation_cw,
                             keep_crops, rgb_crop_size) as detected:
         analysis = track_detections(detected, on_frame, keep_crops, rgb_crop_size)
-    if clock is not None:
-        clock["chunk_seams_s"] = list(seams_s)
+    if clock is not None:  # detect reports its clock as seconds: a count here, as a float
+        clock["chunks"] = float(len(seams_s) + 1)
     return analysis
