@@ -21,6 +21,10 @@ duration is the audio: the file's features (~1.5 MB per minute with the log-mel)
 scorer's prepared copy of its log-mel (~1 MB per minute), which the whole-file normalisation needs.
 The wide search's fine stage needs the crops again: it runs a second streaming pass that scores
 all its candidate audio centres at once (``StreamScorer.score_at``).
+
+Two cores (issue 14): the landmarks come from ``face.chunks`` (keyframe chunks of about
+``CHUNK_S`` decoded and landmarked by two workers, at most two chunks ahead of the tracker: the
+same frames and answers) when the file allows it, else from ``face.pipeline``.
 """
 
 from __future__ import annotations

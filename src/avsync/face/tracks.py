@@ -163,7 +163,7 @@ def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 @dataclass(frozen=True, eq=False)
 class PrecutFace(FaceDetection):
-    """A face whose tracker crops were cut ahead, on another thread (face.halves):
+    """A face whose tracker crops were cut ahead, on another thread (face.chunks):
     crops = :func:`cut_crops` of its frame, so the tracker needs no image for it."""
 
     crops: tuple = ()

@@ -203,7 +203,7 @@ def decode_frames(container: Any, stream: Any, p: Path, from_key_s: float | None
     Never seeks (see the module notes). Frames hidden by an edit list are dropped by
     libavcodec. Raises MediaError only when the stream fails before yielding anything.
     from_key_s: start decoding at the keyframe packet whose pts is this time (s), the packets
-    before it demuxed and dropped undecoded (face.halves); MediaError when there is none.
+    before it demuxed and dropped undecoded (face.chunks); MediaError when there is none.
     """
     n_out = 0
     n_err = 0
@@ -371,7 +371,7 @@ def iter_video_frames(
     Raises MediaError (before the first frame) when there is no video stream or when no frame
     decodes; a truncated file yields the frames that decode, then stops. ``lazy``: yield
     :class:`DecodedFrame` (converted when its ``image`` is read) instead. ``from_key_s``: only
-    the frames at and after the keyframe whose pts is that time, decoded from it (face.halves;
+    the frames at and after the keyframe whose pts is that time, decoded from it (face.chunks;
     indices then count from 0 there); ``stop_s``: only the frames before that time.
     """
     if max_side is not None and max_side < 1:
