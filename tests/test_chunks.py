@@ -143,3 +143,29 @@ def test_detect_on_two_halves_gives_the_one_thread_result(long_clip, monkeypatch
         assert b.timings_s["chunks"] == 2
     assert a.curve == b.curve and a.offset_frames == b.offset_frames and a.confidence == b.confidence
     assert [t.drift for t in a.tracks] == [t.drift for t in b.tracks]
+
+
+ODD = {  # container: ffmpeg output options (a keyframe every 3 s)
+    "mpg": ["-c:v", "mpeg1video", "-g", "75", "-q:v", "4", "-c:a", "mp2"],
+    "avi": ["-c:v", "libx264", "-g", "75", "-bf", "3", "-c:a", "aac"],  # decode-order timestamps
+    "webm": ["-c:v", "libvpx-vp9", "-g", "75", "-b:v", "400k", "-deadline", "realtime",
+             "-cpu-used", "8", "-c:a", "libopus"],
+}
+
+
+@pytest.mark.parametrize("container", sorted(ODD))
+def test_two_halves_in_other_containers(container, example_clip, tmp_path, monkeypatch):
+    """MPEG-PS (where a seek once lost frames), AVI with B-frames (decode-order timestamps) and
+    WebM/VP9: the halves give the one-piece analysis."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    path = tmp_path / f"looped.{container}"
+    cmd = ["ffmpeg", "-v", "error", "-y", "-stream_loop", str(LOOPS - 1), "-i", str(example_clip),
+           *ODD[container], str(path)]
+    if subprocess.run(cmd, timeout=180).returncode != 0:
+        pytest.skip(f"this ffmpeg cannot write {container}")
+    ref, _ = _analyse(path, "1", monkeypatch)
+    got, clock = _analyse(path, "2", monkeypatch)
+    if chunks.split_cores() is not None:
+        assert clock.get("chunks") == 2
+    _assert_identical(got, ref)
