@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
-from avsync.face.chunks import analyse_chunked
+from avsync.face.chunks import analyse_chunked, plan_chunks
 from avsync.face.frame_rate import analysis_rate, on_grid
 from avsync.face.landmarks import LandmarkBackend, create_landmarker
 from avsync.face.pipeline import FAST_STRIDE, analyse_stream
@@ -19,7 +19,7 @@ from avsync.face.tracks import Track, VisualAnalysis
 from avsync.features import SILENCE_RMS, AudioFeatures, stream_features
 from avsync.io import iter_video_frames, probe
 from avsync.io.audio import describe_audio_stream, iter_audio_blocks
-from avsync.io.orientation import display_rotation_cw, parse_rotate
+from avsync.io.orientation import parse_rotate
 from avsync.models.calibration import refine_peak, round_frames
 from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, DRIFT_WINDOW_S, frames_to_ms
@@ -203,22 +203,6 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     # Pipelined (face.pipeline): "decode" ran on its own thread; "face" is the rest of the wall time.
     clock["face"] = time.perf_counter() - t0 - clock.pop("decode_wait", clock["decode"])
     return analysis
-
-
-def plan_chunks(path: str | Path, rotate: str | int | None, chunk_s: float | None = None
-                ) -> tuple[list[float], tuple[set[int], set[int]], int] | None:
-    """(seam keyframes s, the two workers' cores, the clockwise turn) when the face analysis of
-    ``path`` can run in keyframe chunks on two cores (face.chunks); chunk_s None: two halves."""
-    from avsync.face.chunks import seam_keyframes_s, split_cores
-
-    cores = split_cores()
-    if cores is None:
-        return None
-    seams = seam_keyframes_s(path, chunk_s)
-    if not seams:
-        return None
-    rotation = parse_rotate(rotate)
-    return seams, cores, display_rotation_cw(path) if rotation is None else rotation
 
 
 def analyse_audio(path: str | Path, audio_stream: int | None = None,

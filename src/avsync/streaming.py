@@ -216,11 +216,11 @@ class StreamScorer:
 
     def run(self, centres: list[int]) -> tuple[SegmentScorer, int]:
         """One pass (the small-face pass when the first found nothing); (scorer, frames)."""
-        from avsync.face.chunks import CHUNK_S, chunked_detections
+        from avsync.face.chunks import CHUNK_S, chunked_detections, plan_chunks
         from avsync.face.landmarks import create_landmarker
         from avsync.face.pipeline import detected_frames
         from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
-        from avsync.inference import ANALYSIS_MAX_SIDE, plan_chunks, shifts_for
+        from avsync.inference import ANALYSIS_MAX_SIDE, shifts_for
 
         def one(max_side: int, make: Callable) -> tuple[SegmentScorer, int]:
             from avsync.face.frame_rate import on_grid

@@ -42,6 +42,7 @@ from avsync.face.landmarks import LandmarkBackend
 from avsync.face.pipeline import _pin_thread, detected_frames, prepare
 from avsync.face.tracks import PrecutFace, VisualAnalysis, cut_crops, track_detections
 from avsync.io.media import check_input_file, iter_video_frames, open_input, video_stream
+from avsync.io.orientation import display_rotation_cw, parse_rotate
 
 MIN_SPLIT_S: float = 20.0
 """Shorter files are analysed in one piece (x264's default keyframe interval is 10 s)."""
@@ -81,7 +82,7 @@ def split_cores() -> tuple[set[int], set[int]] | None:
 def seam_keyframes_s(path: str | Path, chunk_s: float | None = None) -> list[float]:
     """Keyframe pts times (s) to cut the video at, from its packets alone: [] for a stream shorter
     than MIN_SPLIT_S or with a packet without pts. chunk_s None: one seam, the keyframe nearest
-    the middle frame (if it leaves a quarter of the frames on each side); else about one seam
+    the middle frame (if it leaves a quarter of the duration on each side); else about one seam
     every chunk_s seconds (each the keyframe nearest its target, at least MIN_CHUNK_FRACTION of
     chunk_s from the previous seam and from the end)."""
     p = check_input_file(path)
@@ -120,6 +121,20 @@ def seam_keyframes_s(path: str | Path, chunk_s: float | None = None) -> list[flo
         if key - lo >= MIN_CHUNK_FRACTION * gap and last - key >= MIN_CHUNK_FRACTION * gap:
             seams.append(key)
     return seams
+
+
+def plan_chunks(path: str | Path, rotate: str | int | None, chunk_s: float | None = None
+                ) -> tuple[list[float], tuple[set[int], set[int]], int] | None:
+    """(seam keyframes s, the two workers' cores, the clockwise turn) when the face analysis of
+    ``path`` can run in keyframe chunks on two cores; chunk_s None: two halves."""
+    cores = split_cores()
+    if cores is None:
+        return None
+    seams = seam_keyframes_s(path, chunk_s)
+    if not seams:
+        return None
+    rotation = parse_rotate(rotate)
+    return seams, cores, display_rotation_cw(path) if rotation is None else rotation
 
 
 @contextmanager
@@ -213,14 +228,8 @@ def chunked_detections(path: str | Path, seams_s: list[float], cores: tuple[set[
         stop.set()
         with cond:
             cond.notify_all()
-        for t in workers:
-            while t.is_alive():  # a worker may wait to put: drain its chunk queues
-                for q in slots:
-                    try:
-                        q.get_nowait()
-                    except queue.Empty:
-                        pass
-                t.join(timeout=0.05)
+        for t in workers:  # the chunk queues are unbounded: a worker never waits to put
+            t.join()
 
     try:
         yield pairs()

@@ -209,7 +209,7 @@ def decode_frames(container: Any, stream: Any, p: Path, from_key_s: float | None
     n_err = 0
     packets = container.demux(stream)
     if from_key_s is not None:
-        packets = _from_keyframe(packets, stream, from_key_s, p)
+        packets = _from_keyframe(packets, from_key_s, p)
     while True:
         try:
             packet = next(packets)
@@ -239,7 +239,7 @@ def decode_frames(container: Any, stream: Any, p: Path, from_key_s: float | None
         raise MediaError(f"No {what} could be decoded from {p}{detail}.")
 
 
-def _from_keyframe(packets: Iterator[Any], stream: Any, key_s: float, p: Path) -> Iterator[Any]:
+def _from_keyframe(packets: Iterator[Any], key_s: float, p: Path) -> Iterator[Any]:
     """``packets`` from the keyframe packet at ``key_s`` (pts time, within 1 us) on."""
     for packet in packets:
         t = _seconds(packet.pts, packet.time_base)
