@@ -169,3 +169,35 @@ def test_two_halves_in_other_containers(container, example_clip, tmp_path, monke
     if chunks.split_cores() is not None:
         assert clock.get("chunks") == 2
     _assert_identical(got, ref)
+
+
+def test_a_file_whose_packets_cannot_all_be_read_is_one_piece(long_clip, monkeypatch):
+    """A demux error while looking for seams (a damaged file) means no chunks, not a failure:
+    the one-piece reader tolerates damage (io.media.decode_frames)."""
+    import av
+
+    real_open = chunks.open_input
+
+    class Broken:
+        def __init__(self, c):
+            self.c = c
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.c.close()
+
+        @property
+        def streams(self):
+            return self.c.streams
+
+        def demux(self, stream):
+            for n, packet in enumerate(self.c.demux(stream)):
+                if n == 100:
+                    raise av.error.MemoryError(12, "Cannot allocate memory")
+                yield packet
+
+    assert chunks.seam_keyframes_s(long_clip)  # intact: a seam
+    monkeypatch.setattr(chunks, "open_input", lambda p: Broken(real_open(p)))
+    assert chunks.seam_keyframes_s(long_clip) == []

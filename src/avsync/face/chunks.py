@@ -41,7 +41,7 @@ from avsync.errors import AvsyncError
 from avsync.face.landmarks import LandmarkBackend
 from avsync.face.pipeline import _pin_thread, detected_frames, prepare
 from avsync.face.tracks import PrecutFace, VisualAnalysis, cut_crops, track_detections
-from avsync.io.media import check_input_file, iter_video_frames, open_input, video_stream
+from avsync.io.media import AV_ERRORS, check_input_file, iter_video_frames, open_input, video_stream
 from avsync.io.orientation import display_rotation_cw, parse_rotate
 
 MIN_SPLIT_S: float = 20.0
@@ -81,10 +81,10 @@ def split_cores() -> tuple[set[int], set[int]] | None:
 
 def seam_keyframes_s(path: str | Path, chunk_s: float | None = None) -> list[float]:
     """Keyframe pts times (s) to cut the video at, from its packets alone: [] for a stream shorter
-    than MIN_SPLIT_S or with a packet without pts. chunk_s None: one seam, the keyframe nearest
-    the middle frame (if it leaves a quarter of the duration on each side); else about one seam
-    every chunk_s seconds (each the keyframe nearest its target, at least MIN_CHUNK_FRACTION of
-    chunk_s from the previous seam and from the end)."""
+    than MIN_SPLIT_S, with a packet without pts, or whose packets cannot all be read. chunk_s
+    None: one seam, the keyframe nearest the middle frame (if it leaves a quarter of the duration
+    on each side); else about one seam every chunk_s seconds (each the keyframe nearest its
+    target, at least MIN_CHUNK_FRACTION of chunk_s from the previous seam and from the end)."""
     p = check_input_file(path)
     times: list[float] = []
     keys: list[float] = []
@@ -92,17 +92,20 @@ def seam_keyframes_s(path: str | Path, chunk_s: float | None = None) -> list[flo
         stream = video_stream(c)
         if stream is None:
             return []
-        for packet in c.demux(stream):
-            if packet.size == 0:  # the demuxer's flush packet
-                continue
-            if packet.pts is None or packet.time_base is None:
-                return []
-            if packet.is_discard:  # hidden by an edit list: never presented
-                continue
-            t = float(packet.pts * packet.time_base)
-            times.append(t)
-            if packet.is_keyframe:
-                keys.append(t)
+        try:
+            for packet in c.demux(stream):
+                if packet.size == 0:  # the demuxer's flush packet
+                    continue
+                if packet.pts is None or packet.time_base is None:
+                    return []
+                if packet.is_discard:  # hidden by an edit list: never presented
+                    continue
+                t = float(packet.pts * packet.time_base)
+                times.append(t)
+                if packet.is_keyframe:
+                    keys.append(t)
+        except AV_ERRORS:  # a damaged file: one piece, whose reader tolerates it (io.media)
+            return []
     if len(times) < 2 or not keys:
         return []
     times.sort()
