@@ -30,6 +30,7 @@ from avsync.search import (
     container_offset_ms,
     delayed,
     overlap_frames,
+    supported,
     synchronise_wide,
 )
 
@@ -86,6 +87,43 @@ def test_coarse_peaks_skip_covered_and_suppress_neighbours():
     assert coarse_peaks(shifts, scores, covered=15, n=2) == [50]
     scores[:] = -np.inf
     assert coarse_peaks(shifts, scores, covered=15, n=2) == []
+
+
+def _track(n_frames: int, confidence: float, speaking: bool, offset: float = 0.0):
+    from avsync.types import TrackResult
+
+    return TrackResult(0, 0, 0.0, n_frames / FPS, n_frames, offset, offset * FRAME_MS, confidence, speaking)
+
+
+def test_supported_needs_seconds_of_speaking_face_or_half_of_a_short_clip():
+    assert supported([_track(40, 4.5, True), _track(600, 0.2, False)], FPS) is False  # 1.6 s of 25.6
+    assert supported([_track(100, 4.5, True), _track(600, 0.2, False)], FPS) is True  # 4 s
+    assert supported([_track(40, 4.5, True)], FPS) is True  # a 1.6 s clip: all of it
+    assert supported([_track(40, 4.5, True), _track(50, 0.2, False)], FPS) is False  # < half
+
+
+@pytest.mark.parametrize("short_frames,moved", [(40, False), (150, True)])
+def test_a_wide_peak_resting_on_a_short_track_does_not_replace_the_normal_answer(
+        monkeypatch, short_frames, moved):
+    """The normal search (one long track at confidence 2) against a +100-frame peak where only a
+    short track reads 4.5: the peak wins only when that track holds MIN_WIDE_SPEAKING_S of face."""
+    from types import SimpleNamespace
+
+    from avsync import search
+    from avsync.inference import CurveScore
+
+    grid = np.arange(-15, 16)
+    monkeypatch.setattr(search, "_overlaps", lambda *a: True)
+    monkeypatch.setattr(search, "coarse_curve",
+                        lambda a, au, fps, shifts, m: -np.abs(shifts - 100.0))
+    answers = {0: ([_track(600, 2.0, True, 0.3)], CurveScore(grid, np.zeros(31), 0.3, 2.0)),
+               100: ([_track(600, 0.1, False), _track(short_frames, 4.5, True, 1.0)],
+                     CurveScore(grid, np.zeros(31), 1.0, 4.5))}
+    audio = SimpleNamespace(start_s=0.0, end_s=30.0)
+    _, cs, info = synchronise_wide(SimpleNamespace(tracks=[]), audio, FPS, None, 15,
+                                   score_at=lambda centres: [answers[c] for c in centres])
+    assert info.coarse_peaks_ms == [4000.0] and info.wide_confidence == 4.5  # the peak was refined
+    assert (cs.offset_frames, cs.confidence) == ((101.0, 4.5) if moved else (0.3, 2.0))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ is unreliable (automatic mode) or when the caller asks for a range (``max_offset
    +-max_offset_frames search with its own null and confidence, run on the audio moved by
    the peak (so the null displacements stay away from the true alignment, exactly as they do
    around 0); the offset is peak + fine offset. The most confident refined peak replaces the
-   normal answer when its confidence is higher by WIDE_MARGIN.
+   normal answer when its confidence is higher by WIDE_MARGIN and its speaking tracks hold
+   MIN_WIDE_SPEAKING_S of face time (or half of it on shorter clips).
 
 Shifts where a track and the audio overlap by less than ``min_overlap_frames`` are never
 scored; a file whose audio and video never overlap that much within the range is an error.
@@ -52,6 +53,13 @@ WIDE_MARGIN: float = 0.5
 """A refined coarse peak replaces the normal search's answer only when its confidence is higher
 by this much (on 7 real clips, avcorr: 0 turned 2 right answers at +-0.4 s wrong, 0.25-0.75 none;
 docs/BENCHMARKS.md, Large offsets)."""
+
+MIN_WIDE_SPEAKING_S: float = 4.0
+"""A refined coarse peak can replace the normal answer only when its speaking tracks hold this
+much face time, or half the face time scored when that is less (a short clip is all one track).
+The wide search tries every track at several centres: a short track among long ones that agree
+with nothing else is the likeliest lucky peak (a 46-frame track of a 60 s 4K clip read +5 s at
+confidence 4.0 while its 720p copy reads +0.1 at 7.5; docs/BENCHMARKS.md, "Wide search support")."""
 
 SHIFT_CHUNK: int = 64
 """Coarse shifts scored at once (bounds the memory of the vectorised correlation)."""
@@ -183,7 +191,7 @@ def synchronise_wide(analysis: VisualAnalysis, audio: AudioFeatures, fps: float,
     max_offset_ms: None = automatic (a +-AUTO_SEARCH_MS search when the normal one is
     unreliable); 0 = the normal search only; > 0 = always search +-max_offset_ms. The answer
     is the most confident refined coarse peak's when it beats the normal search's confidence by
-    WIDE_MARGIN, else the normal one.
+    WIDE_MARGIN and its speaking tracks are ``supported``, else the normal one.
     score_at(centres): (tracks, CurveScore) of ``synchronise`` on the audio delayed by each centre
     (frames), all at once (``avsync.streaming`` passes its own: one decoding pass per call).
     Returns (tracks, CurveScore, WideSearch) with offsets on the original clock.
@@ -222,7 +230,8 @@ def synchronise_wide(analysis: VisualAnalysis, audio: AudioFeatures, fps: float,
     for c, (tracks, cs) in zip(peaks, score_at(peaks) if peaks else [], strict=True):
         if wide is None or cs.confidence > wide[2].confidence:
             wide = (c, tracks, cs)
-    if best is None or (wide is not None and wide[2].confidence >= best[2].confidence + WIDE_MARGIN):
+    if best is None or (wide is not None and wide[2].confidence >= best[2].confidence + WIDE_MARGIN
+                        and supported(wide[1], fps)):
         best = wide
     c, tracks, cs = best
     if c:
@@ -233,6 +242,13 @@ def synchronise_wide(analysis: VisualAnalysis, audio: AudioFeatures, fps: float,
                       [round(frames_to_ms(p, fps), 1) for p in peaks], round(frames_to_ms(c, fps), 1),
                       *normal, *wide_answer)
     return tracks, cs, info
+
+
+def supported(tracks: list[TrackResult], fps: float) -> bool:
+    """True when the speaking tracks hold MIN_WIDE_SPEAKING_S of face time, or half of the
+    scored tracks' frames when that is less."""
+    speaking = sum(t.n_frames for t in tracks if t.speaking)
+    return speaking >= min(MIN_WIDE_SPEAKING_S * fps, 0.5 * sum(t.n_frames for t in tracks))
 
 
 def _overlaps(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, shifts: np.ndarray,
