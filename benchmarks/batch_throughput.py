@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/batch_throughput.py [--clips ../shared/data/realclips]
         [--batches short=20x10,long=36x20] [--configs local-1,local-2,ray-1,ray-2] [--repeats 1]
+        (config suffixes: p driver pinned to one CPU, u --no-pin, f --fast; e.g. local-2f)
         [--method M] [--json out.json] [--md out.md]
 
 A batch ``NAMExK`` (``short=20x10``) is N real clips of at most K seconds of the shared
@@ -102,10 +103,11 @@ def daemons_cpu_s() -> dict[int, float]:
 
 
 def one_run(engine: str, workers: int, clips: list[Path], method: str | None, pin: bool = False,
-            unpinned: bool = False) -> dict:
+            unpinned: bool = False, fast: bool = False) -> dict:
     """One fresh run_batch. pin (local engine): this process and so its pool confined to one
     CPU for the run (a reference: one worker that cannot use a second core). unpinned: the
-    workers do not claim a core each (``batch --no-pin``, the behaviour before claim_core)."""
+    workers do not claim a core each (``batch --no-pin``, the behaviour before claim_core).
+    fast: ``batch --fast``."""
     load0 = os.getloadavg()[0]
     d0 = daemons_cpu_s() if engine == "ray" else {}
     cpus = os.sched_getaffinity(0)
@@ -116,7 +118,7 @@ def one_run(engine: str, workers: int, clips: list[Path], method: str | None, pi
             out = Path(tmp) / "r.jsonl"
             c0, t0 = time.process_time(), time.perf_counter()
             summary = run_batch([str(c) for c in clips], out, engine=engine, workers=workers, method=method,
-                                pin=not unpinned)
+                                pin=not unpinned, fast=fast)
             wall, driver = time.perf_counter() - t0, time.process_time() - c0
             rows = read_results(out)
     finally:
@@ -124,7 +126,8 @@ def one_run(engine: str, workers: int, clips: list[Path], method: str | None, pi
     d1 = daemons_cpu_s() if engine == "ray" else {}
     video = sum(float(r.get("duration_s") or 0) for r in rows)
     cpu = sum(float((r.get("timings_s") or {}).get("cpu") or 0) for r in rows)
-    return {"engine": engine, "workers": workers, "pinned": pin, "unpinned": unpinned, "inputs": len(rows),
+    return {"engine": engine, "workers": workers, "pinned": pin, "unpinned": unpinned, "fast": fast,
+            "inputs": len(rows),
             "failed": summary.failed,
             "video_s": round(video, 2), "wall_s": round(wall, 2), "worker_cpu_s": round(cpu, 2),
             "driver_cpu_s": round(driver, 2),
@@ -168,8 +171,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def config_name(r: dict) -> str:
-    """local-2, local-1p (driver pinned to one CPU), ray-2u (--no-pin), ..."""
-    return f"{r['engine']}-{r['workers']}{'p' if r['pinned'] else ''}{'u' if r.get('unpinned') else ''}"
+    """local-2, local-1p (driver pinned to one CPU), ray-2u (--no-pin), local-2f (--fast), ..."""
+    return (f"{r['engine']}-{r['workers']}{'p' if r['pinned'] else ''}{'u' if r.get('unpinned') else ''}"
+            f"{'f' if r.get('fast') else ''}")
 
 
 def summarise(name: str, runs: list[dict], startup_cpu_s: float) -> dict:
@@ -191,6 +195,7 @@ def summarise(name: str, runs: list[dict], startup_cpu_s: float) -> dict:
             "speedup_2v1_pinned_local": _ratio(wall.get("local-1p"), wall.get("local-2")),
             "speedup_2v1_local_unpinned": _ratio(wall.get("local-1u"), wall.get("local-2u")),
             "speedup_2v1_ray_unpinned": _ratio(wall.get("ray-1u"), wall.get("ray-2u")),
+            "speedup_fast_local_2": _ratio(wall.get("local-2"), wall.get("local-2f")),
             "projected_idle_speedup_2v1": projected_speedup(per_input, startup_cpu_s, 2)}
 
 
@@ -202,7 +207,7 @@ ROW_HEAD = ("| batch | engine | workers | inputs | video s | wall s | worker CPU
 def row_md(batch: str, r: dict, startup_cpu_s: float) -> str:
     cores = (r["worker_cpu_s"] + r["workers"] * startup_cpu_s) / r["wall_s"]
     engine = r["engine"] + (" (pinned to 1 CPU)" if r["pinned"] else "") + (
-        " (--no-pin)" if r.get("unpinned") else "")
+        " (--no-pin)" if r.get("unpinned") else "") + (" --fast" if r.get("fast") else "")
     daemons = "-" if r["ray_daemons_cpu_s"] is None else r["ray_daemons_cpu_s"]
     return (f"| {batch} | {engine} | {r['workers']} | {r['inputs']} | {r['video_s']} | {r['wall_s']} | "
             f"{r['worker_cpu_s']} | {r['driver_cpu_s']} | {daemons} | {r['video_min_per_wall_min']} | "
@@ -215,14 +220,15 @@ def summary_md(summaries: list[dict]) -> str:
 
     lines = ["| batch | 2 vs 1 local | 2 vs 1 Ray | Ray / local wall, 1 worker | Ray / local wall, 2 workers "
              "| projected 2 vs 1 (idle, from CPU) | 2 local vs 1 pinned to a core "
-             "| 2 vs 1 local, --no-pin | 2 vs 1 Ray, --no-pin |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| 2 vs 1 local, --no-pin | 2 vs 1 Ray, --no-pin | --fast vs default, 2 local |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         lines.append(f"| {s['batch']} | {f(s['speedup_2v1_local'], 'x')} | {f(s['speedup_2v1_ray'], 'x')} | "
                      f"{f(s['ray_overhead_1w'])} | {f(s['ray_overhead_2w'])} | "
                      f"{f(s['projected_idle_speedup_2v1'], 'x')} | {f(s['speedup_2v1_pinned_local'], 'x')} | "
                      f"{f(s.get('speedup_2v1_local_unpinned'), 'x')} | "
-                     f"{f(s.get('speedup_2v1_ray_unpinned'), 'x')} |")
+                     f"{f(s.get('speedup_2v1_ray_unpinned'), 'x')} | "
+                     f"{f(s.get('speedup_fast_local_2'), 'x')} |")
     return "\n".join(lines)
 
 
@@ -251,15 +257,18 @@ def main() -> None:
     command = "OMP_NUM_THREADS=1 python benchmarks/batch_throughput.py " + shlex.join(sys.argv[1:])
     print(f"command: {command}\nstart: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {uptime()}",
           flush=True)
-    configs = [(c.split("-")[0], int(c.split("-")[1].rstrip("pu")), c.endswith("p"), c.endswith("u"))
-               for c in args.configs.split(",")]
-    if any(pin and engine != "local" for engine, _, pin, _ in configs):
+    configs = []  # (engine, workers, pin, unpinned, fast): suffixes p, u, f (any order)
+    for c in args.configs.split(","):
+        engine, rest = c.split("-")
+        n = rest.rstrip("puf")
+        configs.append((engine, int(n), "p" in rest[len(n):], "u" in rest[len(n):], "f" in rest[len(n):]))
+    if any(pin and engine != "local" for engine, _, pin, _, _ in configs):
         ap.error("only local configurations can be pinned (local-1p)")
     batches = [(name, pick_clips(args.clips, n, k)) for name, n, k in parse_batches(args.batches)]
     from avsync.models.registry import DEFAULT_METHOD  # imported now, not inside the first run
 
     ray_init_s = None
-    if any(e == "ray" for e, _, _, _ in configs):
+    if any(e == "ray" for e, *_ in configs):
         import ray
 
         t0 = time.perf_counter()
@@ -274,8 +283,8 @@ def main() -> None:
     for name, clips in batches:
         batch_runs = []
         for rep in range(args.repeats):
-            for engine, workers, pin, unpinned in configs:
-                r = one_run(engine, workers, clips, args.method, pin, unpinned)
+            for engine, workers, pin, unpinned, fast in configs:
+                r = one_run(engine, workers, clips, args.method, pin, unpinned, fast)
                 r.update(batch=name, repeat=rep)
                 batch_runs.append(r)
                 rows_md.append(row_md(f"{name} ({len(clips)} clips)", r, startup[0]))

@@ -13,7 +13,8 @@ Variants:
   after   this checkout's code with its defaults (the face analysis on every usable core,
           face.pipeline);
   seq     this checkout's code on one thread (AVSYNC_THREADS=1: the sequential path);
-  fast    this checkout's code with ``detect(..., fast=True)`` where it exists.
+  fast    this checkout's code with ``detect(..., fast=True)`` where it exists;
+  before-fast  the ``--reference-src`` code with ``fast=True``.
 
 Stages (s per minute of video): decode (PyAV decode + downscale; in the pipelined code it runs
 on its own thread, overlapping the rest, so decode + face can exceed the wall time), face
@@ -54,7 +55,7 @@ print(json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "duration_
 def run_variant(path: Path, variant: str, method: str, reference_src: Path | None) -> dict:
     env = dict(os.environ)
     src = HERE_SRC
-    if variant == "before":
+    if variant in ("before", "before-fast"):
         if reference_src is None:
             raise SystemExit("--reference-src is needed for the 'before' variant")
         src = reference_src
@@ -62,7 +63,8 @@ def run_variant(path: Path, variant: str, method: str, reference_src: Path | Non
         env["AVSYNC_THREADS"] = "1"
     env["PYTHONPATH"] = str(src)
     load0 = os.getloadavg()[0]
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), method, "1" if variant == "fast" else "0"],
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path), method,
+                          "1" if variant in ("fast", "before-fast") else "0"],
                          env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{variant} on {path} failed:\n{out.stderr[-2000:]}")
@@ -90,7 +92,7 @@ def main() -> None:
     ap.add_argument("--method", default="landmark_c3")
     ap.add_argument("--reference-src", type=Path, default=None)
     ap.add_argument("--variants", nargs="+", default=["after"],
-                    choices=["before", "after", "seq", "fast"])
+                    choices=["before", "after", "seq", "fast", "before-fast"])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="append every run as a JSON line")
     args = ap.parse_args()

@@ -125,3 +125,38 @@ def test_local_path_never_imports_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "False"
+
+
+def test_batch_fast_reaches_every_detect(monkeypatch, tmp_path):
+    """``avsync batch --fast`` -> run_batch(fast=True) -> WorkerConfig.fast -> detect(fast=True)."""
+    from typer.testing import CliRunner
+
+    import avsync.batch
+    import avsync.inference
+    from avsync.batch.inputs import BatchInput
+    from avsync.batch.worker import WorkerConfig, process
+    from avsync.cli import app
+
+    seen = []
+
+    class _Result:
+        def to_dict(self) -> dict:
+            return {"path": "x", "offset_frames": 0.0, "reliable": False}
+
+    monkeypatch.setattr(avsync.inference, "detect", lambda path, **kw: seen.append(kw) or _Result())
+    for fast in (False, True):
+        row = process(BatchInput("x.mp4", "id"), WorkerConfig("avcorr", fast=fast))
+        assert row["input_id"] == "id"
+    assert [kw["fast"] for kw in seen] == [False, True]
+
+    class _Summary:
+        failed_overall = 0
+
+        def line(self) -> str:
+            return "done"
+
+    calls = []
+    monkeypatch.setattr(avsync.batch, "run_batch", lambda *a, **kw: calls.append(kw) or _Summary())
+    out = str(tmp_path / "r.jsonl")
+    res = CliRunner().invoke(app, ["batch", "--fast", "--no-progress", "-o", out, "x.mp4"])
+    assert res.exit_code == 0 and [kw["fast"] for kw in calls] == [True]

@@ -201,3 +201,27 @@ def test_a_file_whose_packets_cannot_all_be_read_is_one_piece(long_clip, monkeyp
     assert chunks.seam_keyframes_s(long_clip)  # intact: a seam
     monkeypatch.setattr(chunks, "open_input", lambda p: Broken(real_open(p)))
     assert chunks.seam_keyframes_s(long_clip) == []
+
+
+
+def test_fast_reaches_the_segment_by_segment_path_of_long_files(long_clip, monkeypatch):
+    """``detect --fast`` on a long file (forced: 4 s segments) landmarks every other frame there
+    too (it used to be ignored on that path), by two landmarkers in turn as on shorter files, and
+    reads the same offset within a frame."""
+    from avsync import inference, streaming
+
+    monkeypatch.setattr(inference, "SEGMENT_S", 4.0)
+    monkeypatch.setenv(pipeline.THREADS_ENV, "2")
+    calls = []
+    real = pipeline.detected_frames
+    monkeypatch.setattr(pipeline, "detected_frames",
+                        lambda *a, **k: calls.append((k.get("n_landmarkers", 1), k.get("stride", 1)))
+                        or real(*a, **k))
+    full = inference.detect(long_clip, drift=False)
+    n_full = len(calls)
+    fast = inference.detect(long_clip, drift=False, fast=True)
+    assert streaming.wanted(fast.duration_s, fast.fps)  # the segment-by-segment path was taken
+    assert calls[n_full:] == [(2, pipeline.FAST_STRIDE)]
+    assert all(c == (1, 1) for c in calls[:n_full])
+    assert abs(fast.offset_frames - full.offset_frames) <= 1.0
+    assert sum(t.n_frames for t in fast.tracks) >= 0.9 * sum(t.n_frames for t in full.tracks)

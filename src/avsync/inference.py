@@ -346,7 +346,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     if streaming.wanted(info.duration_s, info.fps):  # long files: segment by segment
         analysis, score_at = streaming.stream_video(
             path, audio, info.fps, model, max_offset_frames, max_offset_ms, drift, N_NULL, max_faces,
-            face_backend, rotate, on_frame, clock)
+            face_backend, rotate, on_frame, clock, FAST_STRIDE if fast else 1)
     else:
         analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
                                  face_backend=face_backend, keep_crops=needs_neural(model),

@@ -212,6 +212,7 @@ class StreamScorer:
     rotate: str | int | None
     on_frame: Callable[[int], None] | None
     clock: dict
+    stride: int = 1  # detect --fast: landmarks on every stride-th frame, two landmarkers (face.pipeline)
     small_faces: bool = False
 
     def run(self, centres: list[int]) -> tuple[SegmentScorer, int]:
@@ -222,7 +223,7 @@ class StreamScorer:
         from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
         from avsync.inference import ANALYSIS_MAX_SIDE, shifts_for
 
-        def one(max_side: int, make: Callable) -> tuple[SegmentScorer, int]:
+        def one(max_side: int, make: Callable, stride: int = 1) -> tuple[SegmentScorer, int]:
             from avsync.face.frame_rate import on_grid
             from avsync.inference import _timed
             from avsync.io import iter_video_frames
@@ -230,7 +231,7 @@ class StreamScorer:
             scorer = SegmentScorer(self.method, self.audio, self.fps, shifts_for(self.max_offset_frames),
                                    self.n_null, self.drift, centres, self.clock)
             plan = None
-            if max_side == ANALYSIS_MAX_SIDE and self.rate_fps is None:
+            if max_side == ANALYSIS_MAX_SIDE and self.rate_fps is None and stride == 1:
                 plan = plan_chunks(self.path, self.rotate, CHUNK_S)
             if plan is not None:  # keyframe chunks on two cores (face.chunks); same answers
                 with chunked_detections(self.path, plan[0], plan[1], make, max_side, plan[2],
@@ -241,14 +242,15 @@ class StreamScorer:
                                                    lazy=True)), self.clock)
             if self.rate_fps is not None:
                 frames = on_grid(frames, self.rate_fps)
-            with detected_frames(frames, make, clock=self.clock) as detected:  # face.pipeline
+            with detected_frames(frames, make, clock=self.clock, n_landmarkers=1 if stride == 1 else 2,
+                                 stride=stride) as detected:  # face.pipeline (fast: as analyse_video)
                 n = _pass(detected, scorer, needs_neural(self.method), self.on_frame)
             return scorer, n
 
         first = None
         if not self.small_faces:
             first = one(ANALYSIS_MAX_SIDE,
-                        lambda: create_landmarker(self.face_backend, max_faces=self.max_faces))
+                        lambda: create_landmarker(self.face_backend, max_faces=self.max_faces), self.stride)
             if first[0].done:
                 return first
             self.small_faces = True  # nothing usable at 640 px: small faces (face.small_faces)
@@ -279,10 +281,12 @@ def stream_video(path: str | Path, audio: AudioFeatures, fps: float, method: Syn
                  max_offset_frames: int, max_offset_ms: float | None, drift: bool, n_null: int,
                  max_faces: int, face_backend: str, rotate: str | int | None,
                  on_frame: Callable[[int], None] | None,
-                 clock: dict) -> tuple[VisualAnalysis, Callable[[list[int]], list[tuple]]]:
+                 clock: dict, stride: int = 1) -> tuple[VisualAnalysis, Callable[[list[int]], list[tuple]]]:
     """The first streaming pass (audio centre 0). Returns a light VisualAnalysis (tracks with
     signals only, for ``search.synchronise_wide``) and its ``score_at`` hook, whose centre [0]
-    is the pass just made and whose other centres run a new pass. fps: the file's (> 0)."""
+    is the pass just made and whose other centres run a new pass. fps: the file's (> 0).
+    stride > 1 (``detect --fast``): landmarks on every stride-th frame, interpolated between, by
+    two landmarkers in turn (face.pipeline, as ``inference.analyse_video``; no keyframe chunks)."""
     from avsync.face.frame_rate import analysis_rate
     from avsync.search import normal_range
 
@@ -292,7 +296,7 @@ def stream_video(path: str | Path, audio: AudioFeatures, fps: float, method: Syn
     fps = rate_fps or fps  # as detect: 50/60 fps files are analysed on the 25 fps grid
     runner = StreamScorer(Path(path), method, audio, fps, rate_fps,
                           normal_range(max_offset_frames, max_offset_ms, fps), drift, n_null, max_faces,
-                          face_backend, rotate, on_frame, clock)
+                          face_backend, rotate, on_frame, clock, stride)
     scorer, n = runner.run([0])
     analysis = VisualAnalysis(scorer.light_tracks(), n, np.asarray(scorer.times, np.float64), [],
                               (0, 0), rate_fps)

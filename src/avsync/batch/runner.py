@@ -107,7 +107,7 @@ def run_batch(inputs: list[str | Path], results: str | Path, *, engine: str = "l
               resume: bool = False, overwrite: bool = False, keep: str | None = None,
               kept: str | Path | None = None, fix_dir: str | Path | None = None,
               on_start: Callable[[int, int], None] | None = None,
-              on_result: ResultHook | None = None, pin: bool = True) -> BatchSummary:
+              on_result: ResultHook | None = None, pin: bool = True, fast: bool = False) -> BatchSummary:
     """Measure every input once; rows appended to ``results`` (JSONL) as they finish.
 
     resume: skip inputs whose (path, size, mtime) already has a row; keep: a
@@ -115,8 +115,8 @@ def run_batch(inputs: list[str | Path], results: str | Path, *, engine: str = "l
     (JSONL manifest, default ``RESULTS.kept.jsonl``); fix_dir: corrected copies of reliable
     results more than one frame off. on_start(total, todo) and on_result(item, row, summary)
     drive a progress display. pin: each worker on a core of its own
-    (:func:`avsync.batch.worker.claim_core`). Returns the counts; ``failed_overall`` counts failed inputs
-    including those of an earlier, resumed run.
+    (:func:`avsync.batch.worker.claim_core`); fast: ``detect --fast`` in every worker. Returns
+    the counts; ``failed_overall`` counts failed inputs including those of an earlier, resumed run.
     """
     t0 = time.perf_counter()
     keep_filter = KeepFilter(keep) if keep is not None else None  # parse errors before any work
@@ -135,7 +135,7 @@ def run_batch(inputs: list[str | Path], results: str | Path, *, engine: str = "l
             fix_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"Cannot create {fix_dir}: {exc.strerror or exc}.") from exc
-    config = WorkerConfig(method, str(fix_dir) if fix_dir is not None else None, pin=pin)
+    config = WorkerConfig(method, str(fix_dir) if fix_dir is not None else None, pin=pin, fast=fast)
     ResultStore.check(results, resume, overwrite)
     # The workers start now (spawn, imports, model: ~2 CPU-s each) while this process checks the
     # method, lists the inputs, reads the results done so far and the inputs' durations.

@@ -28,6 +28,8 @@ class WorkerConfig:
     threads: int = 1
     pin: bool = True
     """Pin each one-thread worker to a core of its own (:func:`claim_core`)."""
+    fast: bool = False
+    """``detect --fast``: landmarks on every other frame (a measured accuracy cost, BENCHMARKS)."""
 
 
 THREAD_ENV = ("AVSYNC_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -224,7 +226,7 @@ def process(item: BatchInput, config: WorkerConfig) -> dict:
 
     cpu0 = time.process_time()
     try:
-        row = detect(item.path, method=model_for(config.method)).to_dict()
+        row = detect(item.path, method=model_for(config.method), fast=config.fast).to_dict()
     except Exception as exc:  # noqa: BLE001  (one error line per input, the batch goes on)
         return {"path": item.path, "input_id": item.input_id, "error": _one_line(exc)}
     row["input_id"] = item.input_id
