@@ -98,7 +98,7 @@ def detect(
                                             "default: the default-disposition one)."),
     fast: bool = typer.Option(False, "--fast", help="Face landmarks on every other frame, "
                               "interpolated between: faster, slightly less accurate "
-                              "(docs/BENCHMARKS.md, Speed v2)."),
+                              "(docs/BENCHMARKS.md, Speed v5)."),
 ) -> None:
     """Measure the offset between lips and voice (offset > 0: audio LATE)."""
     from avsync.inference import detect as run_detect

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from avsync.timing import AUDIO_HOP_SAMPLES, AUDIO_WIN_SAMPLES, SAMPLE_RATE_HZ
 
@@ -58,6 +57,8 @@ def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
 def power_spectrogram(samples: np.ndarray, hop: int = AUDIO_HOP_SAMPLES,
                       win: int = AUDIO_WIN_SAMPLES) -> np.ndarray:
     """|STFT|^2 with centred frames: (n_hops, win // 2 + 1); frame i is centred on sample i*hop."""
+    import torch  # here, not at import: the face analysis starts without it (inference.detect)
+
     x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
     if x.numel() < 2:
         x = torch.zeros(2)
@@ -155,6 +156,8 @@ class FeatureAccumulator:
             self._n_pending = len(buf) - start
 
     def _block(self, seg: np.ndarray, n: int) -> None:
+        import torch
+
         x = torch.from_numpy(np.ascontiguousarray(seg, dtype=np.float32))
         spec = torch.stft(x, n_fft=AUDIO_WIN_SAMPLES, hop_length=AUDIO_HOP_SAMPLES,
                           win_length=AUDIO_WIN_SAMPLES, window=torch.hann_window(AUDIO_WIN_SAMPLES),

@@ -316,8 +316,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     rotate: "auto" (the file's display matrix, as players do) or a forced clockwise turn.
     weights / s3fd_weights: the user's files for the peer methods (avsync.peers).
     audio_stream: which audio stream to use (0 = first; None = the default one).
-    fast: landmarks on every other frame (see analyse_video; a measured accuracy cost; files
-    analysed segment by segment, avsync.streaming, ignore it)."""
+    fast: landmarks on every other frame (see analyse_video; a measured accuracy cost)."""
     from avsync import search, streaming
 
     if max_offset_frames < 1:
