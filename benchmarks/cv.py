@@ -1,7 +1,7 @@
 """Speaker cross-validation of the sync methods over every real clip (issue 11, part 3).
 
     python benchmarks/cv.py [--cache /work/cache/train] [--out /work/cache/cv] [--k 5]
-        [--variant base|recentred] [--phase train|curves|report|all] [--fold F]
+        [--variant base|recentred|audiopre|fast] [--phase train|curves|report|all] [--fold F]
 
 Every real clip with a training-cache entry (``avsync prepare``) is in exactly one of k folds;
 folds hold whole speaker groups (``avsync.data.splits.speaker_group``, aliases applied), balanced
@@ -21,7 +21,9 @@ windows, shift consistency, +-1 on established corpora, median bias, reliable sh
 95 % bootstrap interval over speaker groups. Variant ``recentred`` retrains with every training
 clip's label re-centred on its out-of-fold offset from the ``base`` run (label-correction lever);
 ``audiopre`` retrains ``landmark`` with its audio tower pre-trained on speech without video
-(``--audio-init``, benchmarks/pretrain_audio.py).
+(``--audio-init``, benchmarks/pretrain_audio.py). ``fast`` keeps base's models and calibration
+and scores the held-out clips on another cache (``--heldout-cache``: the landmarks of
+``detect --fast``, benchmarks/prepare_fast.py).
 """
 
 from __future__ import annotations
@@ -228,7 +230,11 @@ def curves_fold(args, clips: list[ClipMeta], fold_of: dict[str, int], fold: int)
     models = load_members(args, fold, biases)
     out = []
     for c in [c for c in clips if fold_of[c.group] == fold]:
-        tr = TrackData.load(c.npz)
+        npz = c.npz if args.heldout_cache is None else args.heldout_cache / c.npz.name
+        if not npz.is_file():
+            print(f"fold {fold}: {c.rel[:60]} not in {args.heldout_cache}: left out", flush=True)
+            continue
+        tr = TrackData.load(npz)
         for u in units(tr, () if args.light else EXCERPTS_S):
             foreign = foreign_audio(c, clips) if u.label == "whole" and not args.light else None
             out.append(unit_curves(u, models, foreign, contexts=() if args.light else CONTEXTS))
@@ -246,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/work/cache/cv"))
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--variant", default="base",
-                    help="base | recentred | audiopre[-NAME] (a pre-trained audio tower, --audio-init)")
+                    help="base | recentred | audiopre[-NAME] (a pre-trained audio tower, --audio-init) | "
+                         "fast[-NAME] (base's models, held-out clips from --heldout-cache)")
     ap.add_argument("--phase", default="all",
                     choices=("folds", "audio-lists", "train", "curves", "report", "all"))
     ap.add_argument("--fold", type=int, default=None, help="only this fold (train/curves)")
@@ -264,11 +271,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nulls", type=int, default=None,
                     help="curves: null rolls behind each confidence (default cv_curves.N_NULL = 4; "
                          "detect uses 12); write such curves under their own --variant")
+    ap.add_argument("--heldout-cache", type=Path, default=None,
+                    help="curves: read the held-out clips from this cache (same file names), e.g. "
+                         "benchmarks/prepare_fast.py's; use with --variant fast --retrain ''")
     ap.add_argument("--light", action="store_true",
                     help="curves: whole clips only (no excerpts, short windows or foreign audio)")
     args = ap.parse_args(argv)
-    if not (args.variant in ("base", "recentred") or args.variant.startswith("audiopre")):
+    if not (args.variant in ("base", "recentred") or args.variant.startswith(("audiopre", "fast"))):
         ap.error(f"unknown variant {args.variant!r}")
+    if args.variant.startswith("fast") and (args.heldout_cache is None or args.retrain):
+        ap.error("a fast variant needs --heldout-cache and --retrain '' (base's models, other landmarks)")
     if args.variant.startswith("audiopre") and args.phase in ("train", "all") and args.audio_init is None:
         ap.error("an audiopre variant needs --audio-init")
     if args.nulls is not None:
