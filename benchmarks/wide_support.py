@@ -1,15 +1,18 @@
-"""Does the wide search's support rule (search.MIN_WIDE_SPEAKING_S) cost found offsets, and what
-does it save? Every real clip, the automatic search (normal, then +-5 s when unreliable), with the
-rule and without it (the same scores: each centre is scored once and reused).
+"""The wide search's safeguards on real clips: the support rule (search.MIN_WIDE_SPEAKING_S) and
+the look-elsewhere penalty (search.look_elsewhere). What do they cost in found offsets, and what
+do they save in false alarms?
 
     python benchmarks/wide_support.py [--clips ../shared/data/realclips] [--method stacked]
         [--cache cache/eval] [--planted-ms 2000]
 
+Every real clip, the automatic search (normal, then +-5 s when unreliable) in three variants on
+the same scores (each centre is scored once and reused): ``none`` (neither safeguard: the code
+before 2026-12-05), ``support`` (the rule only), ``both`` (the rule and the penalty: now).
+
 Three cases per clip: its own audio (the answer as published), a foreign audio (the next clip of
 another speaker: any reliable answer is a false alarm) and its own audio on a clock moved later
 by planted ms (what ffmpeg -itsoffset writes: found = within one frame of planted + the own
-answer).
-Prints a markdown table of the counts and the clips where the rule changed an answer.
+answer). Prints a markdown table of the counts and the answers the safeguards changed.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from avsync.io import load_audio
 from avsync.models.registry import create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, ms_to_frames
 
+VARIANTS = ("none", "support", "both")
 
-def both_ways(analysis, feats, fps: float, model) -> tuple[tuple, tuple]:
-    """(offset_frames, confidence, wide used) of the automatic search without and with the rule."""
+
+def variants(analysis, feats, fps: float, model) -> dict[str, tuple[float, float, bool]]:
+    """(offset_frames, confidence, answer from a wide peak) per variant."""
     done: dict[int, tuple] = {}
 
     def score_at(centres: list[int]) -> list[tuple]:
@@ -42,16 +47,18 @@ def both_ways(analysis, feats, fps: float, model) -> tuple[tuple, tuple]:
                                       model, DEFAULT_MAX_OFFSET_FRAMES, drift=False)
         return [done[c] for c in centres]
 
-    out = []
-    for rule_s in (0.0, search.MIN_WIDE_SPEAKING_S):
-        saved, search.MIN_WIDE_SPEAKING_S = search.MIN_WIDE_SPEAKING_S, rule_s
+    out = {}
+    rule_s, penalty = search.MIN_WIDE_SPEAKING_S, search.look_elsewhere
+    for v in VARIANTS:
+        search.MIN_WIDE_SPEAKING_S = 0.0 if v == "none" else rule_s
+        search.look_elsewhere = penalty if v == "both" else (lambda n, w: 0.0)
         try:
             _, cs, info = search.synchronise_wide(analysis, feats, fps, model, DEFAULT_MAX_OFFSET_FRAMES,
                                                   False, None, score_at)
         finally:
-            search.MIN_WIDE_SPEAKING_S = saved
-        out.append((cs.offset_frames, cs.confidence, info.centre_ms != 0))
-    return out[0], out[1]
+            search.MIN_WIDE_SPEAKING_S, search.look_elsewhere = rule_s, penalty
+        out[v] = (cs.offset_frames, cs.confidence, info.centre_ms != 0)
+    return out
 
 
 def main() -> None:
@@ -62,9 +69,8 @@ def main() -> None:
     ap.add_argument("--planted-ms", type=float, default=2000.0)
     args = ap.parse_args()
     model = create_model(args.method)
-    clips = load_clips(args.clips)
     items = []
-    for c in clips:
+    for c in load_clips(args.clips):
         try:
             a = cached_analysis(c.path, args.cache, keep_crops=needs_neural(model))
         except Exception as exc:  # noqa: BLE001  (a clip that cannot be analysed is skipped, said)
@@ -72,8 +78,11 @@ def main() -> None:
             continue
         if any(t.n_frames >= MIN_TRACK_FRAMES for t in a.tracks):
             items.append((c, a))
-    tally = {k: [0, 0] for k in ("own reliable", "foreign reliable", "planted found",
-                                          "planted found reliable", "wide answers")}
+    rows = ("own audio: reliable", "own audio: answer from a wide peak",
+            "foreign audio: reliable (false alarms)", "foreign: false alarms from a wide peak",
+            f"+{args.planted_ms:.0f} ms planted: found",
+            f"+{args.planted_ms:.0f} ms planted: found and reliable")
+    tally = {r: dict.fromkeys(VARIANTS, 0) for r in rows}
     changed = []
     for i, (c, a) in enumerate(items):
         fps = a.fps
@@ -87,32 +96,34 @@ def main() -> None:
             cases["foreign"] = audio_features(other.samples, own.start_s)
         k = int(round(ms_to_frames(args.planted_ms, fps)))
         cases["planted"] = search.delayed(feats, -k, fps)  # the audio k frames LATE
-        res = {name: both_ways(a, f, fps, model) for name, f in cases.items()}
-        n_long = sum(t.n_frames >= MIN_TRACK_FRAMES for t in a.tracks)
-        for idx in (0, 1):
-            o, f_, p = res["own"][idx], res.get("foreign", (None, None))[idx], res["planted"][idx]
-            tally["own reliable"][idx] += o[1] >= CONFIDENCE_THRESHOLD
-            tally["foreign reliable"][idx] += f_ is not None and f_[1] >= CONFIDENCE_THRESHOLD
-            found = abs(p[0] - (k + res["own"][idx][0])) <= 1
-            tally["planted found"][idx] += found
-            tally["planted found reliable"][idx] += found and p[1] >= CONFIDENCE_THRESHOLD
-            tally["wide answers"][idx] += sum(res[n][idx][2] for n in res)
-        for name, (off, on) in res.items():
-            if (round(off[0], 1), round(off[1], 2)) != (round(on[0], 1), round(on[1], 2)):
-                changed.append(f"| {c.path.relative_to(args.clips)} | {n_long} | {name} | "
-                               f"{off[0]:+.1f} ({off[1]:.2f}) | {on[0]:+.1f} ({on[1]:.2f}) |")
-        print(f"{i + 1}/{len(items)} {c.path.name}", file=sys.stderr)
-    n = len(items)
-    print(f"Method `{args.method}`, {n} real clips, planted {args.planted_ms:+.0f} ms (clock moved), "
-          f"MIN_WIDE_SPEAKING_S = {search.MIN_WIDE_SPEAKING_S}. {platform.machine()}, "
+        res = {name: variants(a, f, fps, model) for name, f in cases.items()}
+        for v in VARIANTS:
+            o, p = res["own"][v], res["planted"][v]
+            tally[rows[0]][v] += o[1] >= CONFIDENCE_THRESHOLD
+            tally[rows[1]][v] += o[2]
+            if "foreign" in res:
+                f = res["foreign"][v]
+                tally[rows[2]][v] += f[1] >= CONFIDENCE_THRESHOLD
+                tally[rows[3]][v] += f[1] >= CONFIDENCE_THRESHOLD and f[2]
+            found = abs(p[0] - (k + o[0])) <= 1
+            tally[rows[4]][v] += found
+            tally[rows[5]][v] += found and p[1] >= CONFIDENCE_THRESHOLD
+        for name, r in res.items():
+            if len({(round(x[0], 1), round(x[1], 2)) for x in r.values()}) > 1:
+                changed.append(f"| {c.path.relative_to(args.clips)} | {len(a.tracks)} | {name} | "
+                               + " | ".join(f"{r[v][0]:+.1f} ({r[v][1]:.2f})" for v in VARIANTS) + " |")
+        print(f"{i + 1}/{len(items)} {c.path.name}", file=sys.stderr, flush=True)
+    print(f"Method `{args.method}`, {len(items)} real clips, MIN_WIDE_SPEAKING_S = "
+          f"{search.MIN_WIDE_SPEAKING_S}, look-elsewhere penalty at +-5 s / 25 fps: "
+          f"{search.look_elsewhere(251, 2 * DEFAULT_MAX_OFFSET_FRAMES + 1):.2f}. {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, {datetime.date.today()}.\n")
-    print("| count | without the rule | with the rule |\n|---|---|---|")
-    for name, (off, on) in tally.items():
-        print(f"| {name} | {off} | {on} |")
-    print(f"\n{len(changed)} answers changed by the rule:\n")
+    print("| count | " + " | ".join(VARIANTS) + " |\n|---|" + "---|" * len(VARIANTS))
+    for r in rows:
+        print(f"| {r} | " + " | ".join(str(tally[r][v]) for v in VARIANTS) + " |")
+    print(f"\n{len(changed)} answers differ between the variants (frames (confidence)):\n")
     if changed:
-        print("| clip | tracks >= 12 frames | case | without: frames (conf) | with: frames (conf) |")
-        print("|---|---|---|---|---|")
+        print("| clip | tracks | case | " + " | ".join(VARIANTS) + " |\n|---|---|---|"
+              + "---|" * len(VARIANTS))
         print("\n".join(changed))
 
 

@@ -29,6 +29,7 @@ from avsync.search import (
     coarse_peaks,
     container_offset_ms,
     delayed,
+    look_elsewhere,
     overlap_frames,
     supported,
     synchronise_wide,
@@ -95,6 +96,16 @@ def _track(n_frames: int, confidence: float, speaking: bool, offset: float = 0.0
     return TrackResult(0, 0, 0.0, n_frames / FPS, n_frames, offset, offset * FRAME_MS, confidence, speaking)
 
 
+def test_look_elsewhere_is_the_expected_best_of_the_windows_searched():
+    """Blom's expected maximum of m standard normals, m = shifts / window; none for one window."""
+    assert look_elsewhere(31, 31) == 0.0 and look_elsewhere(10, 31) == 0.0
+    rng = np.random.default_rng(0)
+    for m in (2, 8, 30):
+        simulated = rng.standard_normal((20000, m)).max(axis=1).mean()
+        assert look_elsewhere(31 * m, 31) == pytest.approx(simulated, abs=0.03)
+    assert look_elsewhere(251, 31) == pytest.approx(1.44, abs=0.01)  # +-5 s at 25 fps
+
+
 def test_supported_needs_seconds_of_speaking_face_or_half_of_a_short_clip():
     assert supported([_track(40, 4.5, True), _track(600, 0.2, False)], FPS) is False  # 1.6 s of 25.6
     assert supported([_track(100, 4.5, True), _track(600, 0.2, False)], FPS) is True  # 4 s
@@ -120,10 +131,16 @@ def test_a_wide_peak_resting_on_a_short_track_does_not_replace_the_normal_answer
                100: ([_track(600, 0.1, False), _track(short_frames, 4.5, True, 1.0)],
                      CurveScore(grid, np.zeros(31), 1.0, 4.5))}
     audio = SimpleNamespace(start_s=0.0, end_s=30.0)
-    _, cs, info = synchronise_wide(SimpleNamespace(tracks=[]), audio, FPS, None, 15,
-                                   score_at=lambda centres: [answers[c] for c in centres])
+    tracks, cs, info = synchronise_wide(SimpleNamespace(tracks=[]), audio, FPS, None, 15,
+                                        score_at=lambda centres: [answers[c] for c in centres])
     assert info.coarse_peaks_ms == [4000.0] and info.wide_confidence == 4.5  # the peak was refined
-    assert (cs.offset_frames, cs.confidence) == ((101.0, 4.5) if moved else (0.3, 2.0))
+    if moved:  # 251 shifts scored, 31 a window: the answer pays the look-elsewhere penalty
+        assert info.penalty == pytest.approx(look_elsewhere(251, 31), abs=1e-3)
+        assert (cs.offset_frames, cs.confidence) == (101.0, pytest.approx(4.5 - info.penalty, abs=1e-3))
+        assert [t.confidence for t in tracks] == [pytest.approx(0.1 - info.penalty, abs=1e-3),
+                                                  pytest.approx(4.5 - info.penalty, abs=1e-3)]
+    else:
+        assert (cs.offset_frames, cs.confidence, info.penalty) == (0.3, 2.0, 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +165,10 @@ def test_known_answer_shifted_samples(clip_analysis, avcorr, tmp_path, planted_m
     assert info.range_ms == 5000.0 and info.centre_ms != 0.0  # the wide search gave the answer
     assert cs.shifts_frames[0] <= cs.offset_frames <= cs.shifts_frames[-1]
     assert any(t.speaking and t.offset_frames == pytest.approx(cs.offset_frames, abs=0.05) for t in tracks)
-    if abs(planted_ms) <= 2000:
+    # the answer's confidence is the refined peak's less the look-elsewhere penalty (~8 windows)
+    assert 1.0 < info.penalty < 2.0
+    assert cs.confidence == pytest.approx(info.wide_confidence - info.penalty, abs=1e-3)
+    if abs(planted_ms) <= 1000:
         assert cs.confidence >= CONFIDENCE_THRESHOLD
     off = synchronise_wide(analysis, audio, FPS, avcorr, 15, drift=False, max_offset_ms=0)[1]
     assert abs(off.offset_frames) <= 15 and off.confidence < cs.confidence

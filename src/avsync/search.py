@@ -12,7 +12,10 @@ is unreliable (automatic mode) or when the caller asks for a range (``max_offset
    the peak (so the null displacements stay away from the true alignment, exactly as they do
    around 0); the offset is peak + fine offset. The most confident refined peak replaces the
    normal answer when its confidence is higher by WIDE_MARGIN and its speaking tracks hold
-   MIN_WIDE_SPEAKING_S of face time (or half of it on shorter clips).
+   MIN_WIDE_SPEAKING_S of face time (or half of it on shorter clips);
+3. a wide answer's confidence then loses ``look_elsewhere``'s penalty (it was the best of
+   several windows; ~1.4 for +-5 s at 25 fps), so that ">= 3: reliable" means the same for
+   both searches.
 
 Shifts where a track and the audio overlap by less than ``min_overlap_frames`` are never
 scored; a file whose audio and video never overlap that much within the range is an error.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -70,7 +74,9 @@ class WideSearch:
     """What the wide search did: range_ms is the half-range searched (0: not run); coarse_peaks_ms
     the refined peaks; centre_ms the centre of the search that gave the answer; normal_offset_frames
     / normal_confidence: the normal search's answer (None when the audio does not overlap at 0);
-    wide_offset_frames / wide_confidence: the most confident refined peak's (None: no peak)."""
+    wide_offset_frames / wide_confidence: the most confident refined peak's (None: no peak; the
+    confidence before the look-elsewhere penalty); penalty: what :func:`look_elsewhere` took off
+    the answer's confidence (0 when the answer is the normal search's)."""
 
     range_ms: float
     coarse_peaks_ms: list[float]
@@ -79,6 +85,7 @@ class WideSearch:
     normal_confidence: float | None = None
     wide_offset_frames: float | None = None
     wide_confidence: float | None = None
+    penalty: float = 0.0
 
 
 def check_max_offset_ms(max_offset_ms: float | None) -> None:
@@ -234,14 +241,32 @@ def synchronise_wide(analysis: VisualAnalysis, audio: AudioFeatures, fps: float,
                         and supported(wide[1], fps)):
         best = wide
     c, tracks, cs = best
+    penalty = 0.0
     if c:
-        tracks = shifted_tracks(tracks, c, fps)
-        cs = replace(cs, shifts_frames=cs.shifts_frames + c, offset_frames=cs.offset_frames + c)
+        penalty = look_elsewhere(int(np.isfinite(scores).sum()), 2 * max_offset_frames + 1)
+        tracks = [replace(t, confidence=round(t.confidence - penalty, 3))
+                  for t in shifted_tracks(tracks, c, fps)]
+        cs = replace(cs, shifts_frames=cs.shifts_frames + c, offset_frames=cs.offset_frames + c,
+                     confidence=cs.confidence - penalty)
     wide_answer = (wide[0] + wide[2].offset_frames, wide[2].confidence) if wide else (None, None)
     info = WideSearch(round(frames_to_ms(range_frames, fps), 1),
                       [round(frames_to_ms(p, fps), 1) for p in peaks], round(frames_to_ms(c, fps), 1),
-                      *normal, *wide_answer)
+                      *normal, *wide_answer, round(penalty, 3))
     return tracks, cs, info
+
+
+def look_elsewhere(n_shifts: int, window: int) -> float:
+    """What a wide answer's confidence loses for having been picked among several windows.
+
+    A confidence is (peak - mean null peak) / null std, the nulls being peaks over one window of
+    ``window`` shifts, as the normal search's peak is. The wide search looked at ``n_shifts``
+    usable shifts, i.e. m = n_shifts / window such windows, and kept the best: under the null
+    that best is the largest of m draws, whose mean is about Phi^-1((m - 0.375) / (m + 0.25))
+    standard deviations (Blom's approximation to the expected maximum of m normals; 1.42 for
+    the ~8 windows of +-5 s at 25 fps). Subtracting it puts a wide answer on the scale of a
+    normal one: 3 means as much there as here (docs/BENCHMARKS.md, "Wide search support")."""
+    m = max(1.0, n_shifts / max(window, 1))
+    return max(0.0, NormalDist().inv_cdf((m - 0.375) / (m + 0.25)))
 
 
 def supported(tracks: list[TrackResult], fps: float) -> bool:
