@@ -33,7 +33,9 @@ from avsync.io import load_audio
 from avsync.models.registry import create_model, needs_neural
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, ms_to_frames
 
-VARIANTS = ("none", "support", "both")
+VARIANTS = ("none", "support", "both", "strict")
+"""strict: as both, but a wide peak replaces the normal answer only when its PENALISED confidence
+beats the normal one by WIDE_MARGIN (worked out from both's WideSearch record, no new scores)."""
 
 
 def variants(analysis, feats, fps: float, model) -> dict[str, tuple[float, float, bool]]:
@@ -49,7 +51,7 @@ def variants(analysis, feats, fps: float, model) -> dict[str, tuple[float, float
 
     out = {}
     rule_s, penalty = search.MIN_WIDE_SPEAKING_S, search.look_elsewhere
-    for v in VARIANTS:
+    for v in VARIANTS[:3]:
         search.MIN_WIDE_SPEAKING_S = 0.0 if v == "none" else rule_s
         search.look_elsewhere = penalty if v == "both" else (lambda n, w: 0.0)
         try:
@@ -58,6 +60,10 @@ def variants(analysis, feats, fps: float, model) -> dict[str, tuple[float, float
         finally:
             search.MIN_WIDE_SPEAKING_S, search.look_elsewhere = rule_s, penalty
         out[v] = (cs.offset_frames, cs.confidence, info.centre_ms != 0)
+    out["strict"] = out["both"]
+    if info.centre_ms != 0 and info.normal_confidence is not None and \
+            info.wide_confidence - info.penalty < info.normal_confidence + search.WIDE_MARGIN:
+        out["strict"] = (info.normal_offset_frames, info.normal_confidence, False)
     return out
 
 
