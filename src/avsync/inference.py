@@ -13,7 +13,7 @@ from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
 from avsync.face.chunks import analyse_chunked, plan_chunks
 from avsync.face.frame_rate import analysis_rate, on_grid
 from avsync.face.landmarks import LandmarkBackend, create_landmarker
-from avsync.face.pipeline import FAST_STRIDE, analyse_stream
+from avsync.face.pipeline import FAST_LANDMARKERS, FAST_STRIDE, analyse_stream
 from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
 from avsync.face.tracks import Track, VisualAnalysis
 from avsync.features import SILENCE_RMS, AudioFeatures, stream_features
@@ -191,7 +191,7 @@ def analyse_video(path: str | Path, max_faces: int = 4,
         return analysis
 
     analysis = run(ANALYSIS_MAX_SIDE, lambda: create_landmarker(face_backend, max_faces=max_faces),
-                   2 if fast else 1, FAST_STRIDE if fast else 1, split=True)
+                   FAST_LANDMARKERS if fast else 1, FAST_STRIDE if fast else 1, split=True)
     if not any(t.n_frames >= MIN_TRACK_FRAMES for t in analysis.tracks):
         # Nothing usable at 640 px: look again for small faces (wide shots), see face.small_faces.
         t1 = time.perf_counter()

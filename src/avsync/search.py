@@ -262,8 +262,8 @@ def look_elsewhere(n_shifts: int, window: int) -> float:
     ``window`` shifts, as the normal search's peak is. The wide search looked at ``n_shifts``
     usable shifts, i.e. m = n_shifts / window such windows, and kept the best: under the null
     that best is the largest of m draws, whose mean is about Phi^-1((m - 0.375) / (m + 0.25))
-    standard deviations (Blom's approximation to the expected maximum of m normals; 1.42 for
-    the ~8 windows of +-5 s at 25 fps). Subtracting it puts a wide answer on the scale of a
+    standard deviations (Blom's approximation to the expected maximum of m normals; 1.44 for
+    the 251 / 31 = 8.1 windows of +-5 s at 25 fps). Subtracting it puts a wide answer on the scale of a
     normal one: 3 means as much there as here (docs/BENCHMARKS.md, "Wide search support")."""
     m = max(1.0, n_shifts / max(window, 1))
     return max(0.0, NormalDist().inv_cdf((m - 0.375) / (m + 0.25)))

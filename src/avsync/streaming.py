@@ -219,7 +219,7 @@ class StreamScorer:
         """One pass (the small-face pass when the first found nothing); (scorer, frames)."""
         from avsync.face.chunks import CHUNK_S, chunked_detections, plan_chunks
         from avsync.face.landmarks import create_landmarker
-        from avsync.face.pipeline import detected_frames
+        from avsync.face.pipeline import FAST_LANDMARKERS, detected_frames
         from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
         from avsync.inference import ANALYSIS_MAX_SIDE, shifts_for
 
@@ -242,8 +242,8 @@ class StreamScorer:
                                                    lazy=True)), self.clock)
             if self.rate_fps is not None:
                 frames = on_grid(frames, self.rate_fps)
-            with detected_frames(frames, make, clock=self.clock, n_landmarkers=1 if stride == 1 else 2,
-                                 stride=stride) as detected:  # face.pipeline (fast: as analyse_video)
+            with detected_frames(frames, make, clock=self.clock, stride=stride,  # face.pipeline
+                                 n_landmarkers=1 if stride == 1 else FAST_LANDMARKERS) as detected:
                 n = _pass(detected, scorer, needs_neural(self.method), self.on_frame)
             return scorer, n
 

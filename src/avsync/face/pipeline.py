@@ -66,6 +66,9 @@ RAW_PREFETCH_FRAMES: int = 4
 FAST_STRIDE: int = 2
 """``detect --fast``: landmarks on every FAST_STRIDE-th frame, interpolated in between."""
 
+FAST_LANDMARKERS: int = 2
+"""``detect --fast``: landmarkers taking the landmarked frames in turn (both cores busy)."""
+
 
 def core_split() -> tuple[set[int], int] | None:
     """(cores for the front end, the landmarker's core) when this thread may run on two or more
