@@ -1,7 +1,7 @@
 """Speaker cross-validation of the sync methods over every real clip (issue 11, part 3).
 
     python benchmarks/cv.py [--cache /work/cache/train] [--out /work/cache/cv] [--k 5]
-        [--variant base|recentred|audiopre|fast] [--phase train|curves|report|all] [--fold F]
+        [--variant base|recentred|audiopre|fast|mesh] [--phase train|curves|report|all] [--fold F]
 
 Every real clip with a training-cache entry (``avsync prepare``) is in exactly one of k folds;
 folds hold whole speaker groups (``avsync.data.splits.speaker_group``, aliases applied), balanced
@@ -23,7 +23,8 @@ clip's label re-centred on its out-of-fold offset from the ``base`` run (label-c
 ``audiopre`` retrains ``landmark`` with its audio tower pre-trained on speech without video
 (``--audio-init``, benchmarks/pretrain_audio.py). ``fast`` keeps base's models and calibration
 and scores the held-out clips on another cache (``--heldout-cache``: the landmarks of
-``detect --fast``, benchmarks/prepare_fast.py).
+``detect --fast``, benchmarks/prepare_fast.py); ``mesh`` does the same with the landmarks of
+the ``mesh`` face backend (``prepare_fast.py --face-backend mesh --no-fast``).
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def assign_folds(clips: list[ClipMeta], k: int) -> dict[str, int]:
     for c in clips:
         seconds[c.group] = seconds.get(c.group, 0.0) + c.duration_s
     return speaker_folds(seconds, k)
+
+
+HELDOUT = ("fast", "mesh")
+"""Variants scoring base's models on the held-out clips of another front end's cache."""
 
 
 def run_dir(out: Path, variant: str, fold: int) -> Path:
@@ -253,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--variant", default="base",
                     help="base | recentred | audiopre[-NAME] (a pre-trained audio tower, --audio-init) | "
-                         "fast[-NAME] (base's models, held-out clips from --heldout-cache)")
+                         "fast[-NAME] | mesh[-NAME] (base's models, held-out clips from --heldout-cache)")
     ap.add_argument("--phase", default="all",
                     choices=("folds", "audio-lists", "train", "curves", "report", "all"))
     ap.add_argument("--fold", type=int, default=None, help="only this fold (train/curves)")
@@ -277,10 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--light", action="store_true",
                     help="curves: whole clips only (no excerpts, short windows or foreign audio)")
     args = ap.parse_args(argv)
-    if not (args.variant in ("base", "recentred") or args.variant.startswith(("audiopre", "fast"))):
+    if not (args.variant in ("base", "recentred") or args.variant.startswith(("audiopre",) + HELDOUT)):
         ap.error(f"unknown variant {args.variant!r}")
-    if args.variant.startswith("fast") and (args.heldout_cache is None or args.retrain):
-        ap.error("a fast variant needs --heldout-cache and --retrain '' (base's models, other landmarks)")
+    if args.variant.startswith(HELDOUT) and (args.heldout_cache is None or args.retrain):
+        ap.error(f"a {args.variant} variant needs --heldout-cache and --retrain '' "
+                 "(base's models, other landmarks)")
     if args.variant.startswith("audiopre") and args.phase in ("train", "all") and args.audio_init is None:
         ap.error("an audiopre variant needs --audio-init")
     if args.nulls is not None:

@@ -1,6 +1,10 @@
 """The training cache of ``avsync prepare`` with the face analysis of ``detect --fast``.
 
     python benchmarks/prepare_fast.py [--clips ../shared/data/realclips] [--out /work/cache/train-fast]
+        [--face-backend mediapipe|mesh] [--no-fast]
+
+(``--face-backend mesh --no-fast``: every frame landmarked by face.mesh instead of MediaPipe's
+graph, the other front end compared on the cross-validation.)
 
 Same clips, same file names as the default cache, only the landmarks differ (every other frame,
 interpolated between): ``benchmarks/cv.py --variant fast --heldout-cache OUT`` scores the
@@ -23,8 +27,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=Path, default=Path("../shared/data/realclips"))
     ap.add_argument("--out", type=Path, default=Path("/work/cache/train-fast"))
+    ap.add_argument("--face-backend", default="mediapipe")
+    ap.add_argument("--no-fast", action="store_true", help="landmarks on every frame")
     args = ap.parse_args()
-    avsync.inference.analyse_video = functools.partial(avsync.inference.analyse_video, fast=True)
+    avsync.inference.analyse_video = functools.partial(avsync.inference.analyse_video,
+                                                       fast=not args.no_fast,
+                                                       face_backend=args.face_backend)
     paths = build_cache(load_clips(args.clips), args.out, workers=1, progress=False)
     print(f"cached {len(paths)} clips in {args.out}")
 

@@ -14,7 +14,8 @@ Variants:
           face.pipeline);
   seq     this checkout's code on one thread (AVSYNC_THREADS=1: the sequential path);
   fast    this checkout's code with ``detect(..., fast=True)`` where it exists;
-  before-fast  the ``--reference-src`` code with ``fast=True``.
+  before-fast  the ``--reference-src`` code with ``fast=True``;
+  mesh    this checkout's code with ``face_backend="mesh"`` (face.mesh); mesh-fast: and ``fast=True``.
 
 Stages (s per minute of video): decode (PyAV decode + downscale; in the pipelined code it runs
 on its own thread, overlapping the rest, so decode + face can exceed the wall time), face
@@ -40,8 +41,7 @@ HERE_SRC = Path(__file__).resolve().parents[1] / "src"
 CHILD = r"""
 import json, resource, sys, time
 from avsync.inference import detect
-path, method, fast = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-kw = {"fast": True} if fast else {}
+path, method, kw = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 t0 = time.perf_counter()
 r = detect(path, method=method, **kw)
 wall = time.perf_counter() - t0
@@ -50,6 +50,11 @@ print(json.dumps({"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "duration_
                   "fps": r.fps, "timings_s": r.timings_s, "offset_frames": r.offset_frames,
                   "confidence": r.confidence, "rss_mib": ru.ru_maxrss / 1024}))
 """
+
+
+VARIANT_KW = {"fast": {"fast": True}, "before-fast": {"fast": True},
+              "mesh": {"face_backend": "mesh"}, "mesh-fast": {"face_backend": "mesh", "fast": True}}
+"""detect's keyword arguments per variant (the others: none)."""
 
 
 def run_variant(path: Path, variant: str, method: str, reference_src: Path | None) -> dict:
@@ -63,8 +68,8 @@ def run_variant(path: Path, variant: str, method: str, reference_src: Path | Non
         env["AVSYNC_THREADS"] = "1"
     env["PYTHONPATH"] = str(src)
     load0 = os.getloadavg()[0]
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), method,
-                          "1" if variant in ("fast", "before-fast") else "0"],
+    kw = json.dumps(VARIANT_KW.get(variant, {}))
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path), method, kw],
                          env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{variant} on {path} failed:\n{out.stderr[-2000:]}")
@@ -92,7 +97,7 @@ def main() -> None:
     ap.add_argument("--method", default="landmark_c3")
     ap.add_argument("--reference-src", type=Path, default=None)
     ap.add_argument("--variants", nargs="+", default=["after"],
-                    choices=["before", "after", "seq", "fast", "before-fast"])
+                    choices=["before", "after", "seq", "fast", "before-fast", "mesh", "mesh-fast"])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="append every run as a JSON line")
     args = ap.parse_args()

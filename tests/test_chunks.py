@@ -61,9 +61,12 @@ def test_seams_are_keyframes(long_clip, example_clip):
     assert chunks.seam_keyframes_s(example_clip) == []  # 3 s: one piece
 
 
-def test_two_halves_give_the_one_piece_analysis(long_clip, monkeypatch):
-    ref, ref_clock = _analyse(long_clip, "1", monkeypatch)
-    got, clock = _analyse(long_clip, "2", monkeypatch)
+@pytest.mark.parametrize("backend", ["mesh", "mediapipe"])
+def test_two_halves_give_the_one_piece_analysis(long_clip, monkeypatch, backend):
+    """mesh (the default) tracks across frames and restarts at the seam in one piece too
+    (chunks.SeamResets); MediaPipe's graph needs no restart there (chunks' module doc)."""
+    ref, ref_clock = _analyse(long_clip, "1", monkeypatch, face_backend=backend)
+    got, clock = _analyse(long_clip, "2", monkeypatch, face_backend=backend)
     assert "chunks" not in ref_clock
     if chunks.split_cores() is None:
         pytest.skip("this process may run on one core only")
@@ -75,29 +78,31 @@ def test_two_halves_give_the_one_piece_analysis(long_clip, monkeypatch):
 def test_chunks_fall_back_to_one_piece_when_the_seam_frame_has_max_faces(long_clip, monkeypatch):
     """max_faces=1 on a one-face clip: MediaPipe tracks across the seam, so the rest is
     landmarked in one piece from the first half's start; the answers are the one-piece ones."""
-    ref, _ = _analyse(long_clip, "1", monkeypatch, max_faces=1)
-    got, clock = _analyse(long_clip, "2", monkeypatch, max_faces=1)
+    ref, _ = _analyse(long_clip, "1", monkeypatch, max_faces=1, face_backend="mediapipe")
+    got, clock = _analyse(long_clip, "2", monkeypatch, max_faces=1, face_backend="mediapipe")
     _assert_identical(got, ref)
 
 
-@pytest.mark.parametrize("fail_at", [2, 3])
-def test_a_failing_chunk_is_redone_in_one_piece(long_clip, fail_at):
+@pytest.mark.parametrize(("fail_at", "backend"), [(2, "mediapipe"), (3, "mediapipe"), (2, "mesh")])
+def test_a_failing_chunk_is_redone_in_one_piece(long_clip, fail_at, backend):
     from avsync.face.landmarks import create_landmarker
     from avsync.face.tracks import analyse_frames
     from avsync.io.media import iter_video_frames
 
     cores = chunks.split_cores() or ({0}, {0})
     made = []
+    seams = chunks.seam_keyframes_s(long_clip, chunk_s=6.0)
 
     def make():
         made.append(1)
         if len(made) == fail_at:  # some chunk's landmarker
             raise RuntimeError("boom")
-        return create_landmarker("mediapipe", max_faces=4)
+        return create_landmarker(backend, max_faces=4)
 
-    seams = chunks.seam_keyframes_s(long_clip, chunk_s=6.0)
-    got = chunks.analyse_chunked(long_clip, seams, cores, make, 640, 0, keep_crops=True)
-    lm = create_landmarker("mediapipe", max_faces=4)
+    # as analyse_video: a tracker restarts at the seams, in chunks and in the one-piece rest
+    got = chunks.analyse_chunked(long_clip, seams, cores, chunks.with_seam_resets(make, seams), 640, 0,
+                                 keep_crops=True)
+    lm = chunks.SeamResets(create_landmarker(backend, max_faces=4), seams)
     try:
         ref = analyse_frames(iter_video_frames(long_clip, 640, rotate=0), lm, keep_crops=True)
     finally:

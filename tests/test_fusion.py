@@ -95,3 +95,39 @@ def test_stacked_fusion_reads_its_weights_file(tmp_path):
     f.write_text("{}")
     with pytest.raises(AvsyncError):
         fusion_from_file(f)
+
+
+class _Slow(_Fixed):
+    """A member that records which thread scored it and waits a little (so threads overlap)."""
+
+    def score(self, inp, shifts):
+        import threading
+        import time
+
+        self.threads = getattr(self, "threads", set()) | {threading.get_ident()}
+        time.sleep(0.01)
+        return self.curve
+
+
+def test_members_in_parallel_gives_the_same_curve_on_other_threads():
+    import threading
+
+    m = FusedMethod(FusionConfig(members=("avcorr", "qmi"), weights=(1.0, 0.5)))
+    inp = make_input(3)
+    alone = m.score(inp, SHIFTS)
+    with m.members_in_parallel(2):
+        side_by_side = m.score(inp, SHIFTS)
+        assert m._pool is not None
+    assert m._pool is None
+    np.testing.assert_array_equal(side_by_side, alone)
+    rng = np.random.default_rng(0)
+    m._members = [_Slow(rng.normal(size=31)) for _ in range(2)]
+    m._seconds = [0.0, 0.0]
+    want = m.score(None, SHIFTS)
+    with m.members_in_parallel(2):
+        got = m.score(None, SHIFTS)
+    np.testing.assert_array_equal(got, want)
+    main = threading.get_ident()
+    assert all(len(x.threads - {main}) == 1 for x in m._members)  # each also ran off this thread
+    assert len({t for x in m._members for t in x.threads - {main}}) >= 2  # on several threads
+    assert all(s > 0 for s in m._seconds)  # its costs order the next calls

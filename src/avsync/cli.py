@@ -86,7 +86,8 @@ def detect(
     plot: Path | None = typer.Option(None, help="PNG with the score curve and offset over time "
                                      "(one input only)."),
     max_faces: int = typer.Option(4, min=1, max=16, help="Faces tracked at once."),
-    face_backend: str = typer.Option("mediapipe", help="Landmarks: mediapipe or dlib "
+    face_backend: str = typer.Option("mesh", help="Landmarks: mesh (MediaPipe's models tracking "
+                                     "each face), mediapipe (MediaPipe's own graph) or dlib "
                                      "(dlib needs the 'dlib' extra and libdlib-data)."),
     progress: bool = typer.Option(True, help="Progress bar on stderr."),
     rotate: str = typer.Option("auto", help=_ROTATE_HELP),

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from avsync.errors import AvsyncError, NoFaceError, SilentAudioError
-from avsync.face.chunks import analyse_chunked, plan_chunks
+from avsync.face.chunks import analyse_chunked, plan_chunks, seam_keyframes_s, with_seam_resets
 from avsync.face.frame_rate import analysis_rate, on_grid
-from avsync.face.landmarks import LandmarkBackend, create_landmarker
+from avsync.face.landmarks import DEFAULT_BACKEND, LandmarkBackend, create_landmarker
 from avsync.face.pipeline import FAST_LANDMARKERS, FAST_STRIDE, analyse_stream
 from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
 from avsync.face.tracks import Track, VisualAnalysis
@@ -148,7 +148,7 @@ def _timed(frames: Iterator, clock: dict) -> Iterator:
 
 def analyse_video(path: str | Path, max_faces: int = 4,
                   on_frame: Callable[[int], None] | None = None,
-                  clock: dict | None = None, face_backend: str = "mediapipe",
+                  clock: dict | None = None, face_backend: str = DEFAULT_BACKEND,
                   keep_crops: bool = False, rgb_crop_size: int = 0,
                   rotate: str | int | None = "auto", fast: bool = False) -> VisualAnalysis:
     """Decode + landmarks + tracks (the expensive, method-independent part).
@@ -175,7 +175,9 @@ def analyse_video(path: str | Path, max_faces: int = 4,
     def run(max_side: int, make: Callable[[], LandmarkBackend], n_landmarkers: int,
             stride: int = 1, split: bool = False) -> VisualAnalysis:
         if split and n_landmarkers == 1 and stride == 1 and rate_fps is None:
-            plan = plan_chunks(path, rotate)
+            seams = seam_keyframes_s(path)  # chunks or not, a tracker starts afresh there
+            make = with_seam_resets(make, seams)
+            plan = plan_chunks(path, rotate, seams_s=seams)
             if plan is not None:  # two cores on keyframe chunks, the answers of one piece (face.chunks)
                 analysis = analyse_chunked(path, plan[0], plan[1], make, max_side, plan[2], on_frame,
                                            keep_crops, rgb_crop_size, clock)
@@ -263,7 +265,7 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
 
     groups = track_groups(tracks, method)
     if len(groups) == 1:
-        evidence = score_tracks(method, tracks)
+        evidence = score_tracks_alone(method, tracks, score_tracks)
     else:  # each thread its own copy of the method (caches), one torch thread each
         from concurrent.futures import ThreadPoolExecutor
 
@@ -276,6 +278,23 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
                         for i, ev in zip(idx, fut.result(), strict=True)}
         evidence = [by_index[i] for i in range(len(tracks))]
     return combine_tracks(evidence, shifts, fps)
+
+
+def score_tracks_alone(method: SyncMethod, tracks: list[Track], score_tracks: Callable) -> list:
+    """``score_tracks(method, tracks)`` on this thread; a fusion's members then score side by
+    side on the usable cores (``FusedMethod.members_in_parallel``, one torch thread each), as
+    tracks do when there are several: a single long track otherwise leaves the other cores idle
+    (docs/BENCHMARKS.md "Speed v6")."""
+    from avsync.cpu import usable_threads
+
+    parallel = getattr(method, "members_in_parallel", None)
+    n = usable_threads()
+    if parallel is None or n < 2:
+        return score_tracks(method, tracks)
+    from avsync.models.threads import SCORING_THREADS, torch_threads
+
+    with torch_threads(SCORING_THREADS), parallel(n):
+        return score_tracks(method, tracks)
 
 
 def track_groups(tracks: list[Track], method: SyncMethod) -> list[tuple[SyncMethod, list[int]]]:
@@ -305,7 +324,7 @@ def track_groups(tracks: list[Track], method: SyncMethod) -> list[tuple[SyncMeth
 def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
            max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, max_faces: int = 4,
            drift: bool = True, on_frame: Callable[[int], None] | None = None,
-           face_backend: str = "mediapipe", max_offset_ms: float | None = None,
+           face_backend: str = DEFAULT_BACKEND, max_offset_ms: float | None = None,
            rotate: str | int | None = "auto", weights: str | Path | None = None,
            s3fd_weights: str | Path | None = None, audio_stream: int | None = None,
            fast: bool = False) -> SyncResult:

@@ -217,7 +217,13 @@ class StreamScorer:
 
     def run(self, centres: list[int]) -> tuple[SegmentScorer, int]:
         """One pass (the small-face pass when the first found nothing); (scorer, frames)."""
-        from avsync.face.chunks import CHUNK_S, chunked_detections, plan_chunks
+        from avsync.face.chunks import (
+            CHUNK_S,
+            chunked_detections,
+            plan_chunks,
+            seam_keyframes_s,
+            with_seam_resets,
+        )
         from avsync.face.landmarks import create_landmarker
         from avsync.face.pipeline import FAST_LANDMARKERS, detected_frames
         from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
@@ -232,7 +238,9 @@ class StreamScorer:
                                    self.n_null, self.drift, centres, self.clock)
             plan = None
             if max_side == ANALYSIS_MAX_SIDE and self.rate_fps is None and stride == 1:
-                plan = plan_chunks(self.path, self.rotate, CHUNK_S)
+                seams = seam_keyframes_s(self.path, CHUNK_S)  # chunks or not: trackers restart there
+                make = with_seam_resets(make, seams)
+                plan = plan_chunks(self.path, self.rotate, CHUNK_S, seams_s=seams)
             if plan is not None:  # keyframe chunks on two cores (face.chunks); same answers
                 with chunked_detections(self.path, plan[0], plan[1], make, max_side, plan[2],
                                         needs_neural(self.method)) as detected:

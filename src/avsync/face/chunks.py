@@ -18,7 +18,9 @@ had ``max_faces`` faces (face.pipeline's notes). So a chunk's records stand only
 before it had fewer faces; at the first seam where it had ``max_faces`` (or when a chunk fails),
 the workers stop and the rest of the file is landmarked in one piece by face.pipeline, from the
 start of the last chunk known to be right (a fresh landmarker there is in the one-piece state),
-its frames up to the last one already tracked dropped.
+its frames up to the last one already tracked dropped. A backend whose answer always depends on
+its previous frame (the default, face.mesh, which tracks each face) restarts at every seam in
+one piece too (:class:`SeamResets`): its chunks are exact by construction.
 
 Used by ``inference.analyse_video`` (files of 20-90 s: two chunks at the keyframe nearest the
 middle) and ``avsync.streaming`` (longer files: chunks of about ``CHUNK_S``), at the file's native
@@ -55,6 +57,9 @@ MIN_CHUNK_FRACTION: float = 0.5
 
 LOOKAHEAD_CHUNKS: int = 2
 """Chunks a worker may start ahead of the one the tracker reads."""
+
+SEAM_TOLERANCE_S: float = 1e-6
+"""A frame at a seam's time (both from the same pts and time base) is the seam's frame."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,14 +131,54 @@ def seam_keyframes_s(path: str | Path, chunk_s: float | None = None) -> list[flo
     return seams
 
 
-def plan_chunks(path: str | Path, rotate: str | int | None, chunk_s: float | None = None
+class SeamResets:
+    """A landmark backend that starts its inner one afresh at each seam (the first frame at or
+    after each time in ``seams_s``), when the inner one can (a ``reset()`` method: a tracker
+    such as face.mesh, whose answer always depends on its previous frame).
+
+    A chunk's landmarker is fresh at its seam; with this, one piece resets there too, so the
+    answers are the same whether the file is analysed in chunks on two cores or in one piece
+    (one core, a fallback), the seams being a property of the file (``seam_keyframes_s``).
+    Backends without ``reset`` (MediaPipe's graph) pass through unchanged (the module doc says
+    why their chunks are exact)."""
+
+    def __init__(self, inner: LandmarkBackend, seams_s: list[float]) -> None:
+        self._inner = inner
+        self._seams = sorted(seams_s)
+        self._next = 0
+        self.tracks_at_faces = getattr(inner, "tracks_at_faces", None)
+
+    def detect(self, image: np.ndarray, time_s: float) -> list:
+        reset = getattr(self._inner, "reset", None)
+        while self._next < len(self._seams) and time_s >= self._seams[self._next] - SEAM_TOLERANCE_S:
+            if reset is not None:
+                reset()
+            self._next += 1
+        return self._inner.detect(image, time_s)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def with_seam_resets(make: Callable[[], LandmarkBackend], seams_s: list[float]
+                     ) -> Callable[[], LandmarkBackend]:
+    """``make`` whose landmarkers are :class:`SeamResets` at ``seams_s`` (``make`` itself when
+    there is no seam)."""
+    if not seams_s:
+        return make
+    return lambda: SeamResets(make(), seams_s)
+
+
+def plan_chunks(path: str | Path, rotate: str | int | None, chunk_s: float | None = None,
+                seams_s: list[float] | None = None,
                 ) -> tuple[list[float], tuple[set[int], set[int]], int] | None:
     """(seam keyframes s, the two workers' cores, the clockwise turn) when the face analysis of
-    ``path`` can run in keyframe chunks on two cores; chunk_s None: two halves."""
+    ``path`` can run in keyframe chunks on two cores; chunk_s None: two halves. seams_s: the
+    file's ``seam_keyframes_s(path, chunk_s)`` when already known."""
     cores = split_cores()
     if cores is None:
         return None
-    seams = seam_keyframes_s(path, chunk_s)
+    seams = seam_keyframes_s(path, chunk_s) if seams_s is None else seams_s
     if not seams:
         return None
     rotation = parse_rotate(rotate)

@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import copy
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,9 +68,12 @@ class FusedMethod:
     config: FusionConfig = field(default_factory=FusionConfig)
     name: str = "fused"
     _members: list[Any] = field(default_factory=list, init=False, repr=False)
+    _pool: Any = field(default=None, init=False, repr=False)
+    _seconds: list[float] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._members = [create_model(m) for m in self.config.members]
+        self._seconds = [0.0] * len(self._members)
 
     @property
     def needs_neural(self) -> bool:
@@ -91,11 +97,43 @@ class FusedMethod:
         if any(m is None for m in members):
             return None
         clone = copy.copy(self)
-        clone._members = members
+        clone._members, clone._pool, clone._seconds = members, None, [0.0] * len(members)
         return clone
 
+    @contextmanager
+    def members_in_parallel(self, n_threads: int) -> Iterator[None]:
+        """Inside the block, ``score`` runs the members on up to ``n_threads`` threads at once,
+        the one that has taken longest so far first. The same answers: each member scores with
+        its own objects and caches, as in turn; only the order in time changes. For one track
+        scored alone (``inference.synchronise``), where the other cores would wait."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = min(n_threads, len(self._members))
+        if n < 2 or self._pool is not None:
+            yield
+            return
+        with ThreadPoolExecutor(n, thread_name_prefix="avsync-members") as pool:
+            self._pool = pool
+            try:
+                yield
+            finally:
+                self._pool = None
+
+    def _member_score(self, i: int, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = self._members[i].score(inp, shifts_frames)
+        self._seconds[i] += time.perf_counter() - t0
+        return out
+
     def score(self, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray:
-        return fuse_curves([m.score(inp, shifts_frames) for m in self._members], self.config.weights)
+        idx = range(len(self._members))
+        if self._pool is None:
+            curves = [self._member_score(i, inp, shifts_frames) for i in idx]
+        else:
+            running = {i: self._pool.submit(self._member_score, i, inp, shifts_frames)
+                       for i in sorted(idx, key=lambda i: -self._seconds[i])}
+            curves = [running[i].result() for i in idx]
+        return fuse_curves(curves, self.config.weights)
 
 
 def fuse_curves(curves: list[np.ndarray], weights: tuple[float, ...] | list[float]) -> np.ndarray:

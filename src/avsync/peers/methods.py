@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from avsync.errors import AvsyncError
+from avsync.face.landmarks import DEFAULT_BACKEND
 from avsync.models.registry import SyncInput, register_model
 from avsync.peers import PEER_METHODS
 
@@ -43,7 +44,7 @@ class PeerMethod:
                           "not pre-analysed tracks")
 
     def detect_file(self, path, *, max_offset_frames: int = 15, max_faces: int = 4,
-                    face_backend: str = "mediapipe", on_frame=None):
+                    face_backend: str = DEFAULT_BACKEND, on_frame=None):
         from avsync.peers.pipeline import detect_peer
 
         return detect_peer(path, self.name, self.model, self.s3fd, weights=self.weights,

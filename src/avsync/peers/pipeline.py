@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from avsync.errors import AvsyncError, NoFaceError
+from avsync.face.landmarks import DEFAULT_BACKEND
 from avsync.peers.crops import (
     EXPERT_CROP_PX,
     SYNCNET_CROP_PX,
@@ -145,7 +146,7 @@ def _segment(audio, t0_s: float, n_frames: int) -> np.ndarray:
 
 
 def detect_peer(path: str | Path, model_name: str, model, s3fd_net=None, *, weights: str = "",
-                max_offset_frames: int = 15, max_faces: int = 4, face_backend: str = "mediapipe",
+                max_offset_frames: int = 15, max_faces: int = 4, face_backend: str = DEFAULT_BACKEND,
                 on_frame: Callable[[int], None] | None = None) -> PeerSyncResult:
     """Offset (and LSE-D/LSE-C for SyncNet) of one file with a loaded peer model (see module doc)."""
     from avsync.inference import MIN_TRACK_FRAMES, analyse_video
