@@ -208,7 +208,7 @@ DEFAULT_BACKEND: str = "mesh"
 MediaPipe's own graph (``mediapipe``) on the speaker cross-validation, with the same models:
 accuracy no lower (+-1 frame at 15-frame windows +3.3 points [+0.7, +4.6]), own/foreign audio
 told apart as well (AUC 0.862 vs 0.849), confidences a little lower (docs/BENCHMARKS.md
-"Speed v6"), and ~2.7 ms less CPU per frame."""
+"Speed v6"), and ~2.5-3 ms less CPU per frame."""
 
 
 def create_landmarker(backend: str = DEFAULT_BACKEND, max_faces: int = 4) -> LandmarkBackend:

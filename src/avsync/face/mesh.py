@@ -12,9 +12,11 @@ rule for the next frame's box: the landmarks' bounding box, turned so the eyes a
 while nothing is tracked, to find faces that came into view. A tracked face is kept while the
 mesh model's face-presence score is at least ``min_confidence``.
 
-Measured on the 60 s 720p test clip (docs/BENCHMARKS.md "Speed v6"): ~6.2 ms of CPU a frame
-against ~8.9 ms for MediaPipe with 4 faces, the lip points half as jittery from frame to frame,
-and within ~1 % of the inter-ocular distance of MediaPipe's single-face tracking mode.
+Measured (``benchmarks/mesh_frontend.py``, docs/BENCHMARKS.md "Speed v6"): 7.2-7.8 ms of CPU a
+frame against 9.9-10.7 ms for MediaPipe's graph with 4 faces; on talking heads the lip points
+lie within 0.5-1.3 % of the inter-ocular distance of the graph's (closer than its own
+single-face mode), and where the graph's per-frame detection loses a face for some frames
+(the LatentSync demos) the tracker keeps it, with less frame-to-frame jitter.
 """
 
 from __future__ import annotations
