@@ -35,6 +35,7 @@ from avsync.face.landmarks import (
     landmark_box,
     quiet_native_stderr,
 )
+from avsync.face.tracks import box_iou
 
 MESH_SIDE: int = 256
 """The face mesh model's input: a MESH_SIDE x MESH_SIDE RGB crop in [0, 1]."""
@@ -112,16 +113,6 @@ def roi_from_landmarks(xy: np.ndarray) -> Roi:
     x1, y1 = xy.max(axis=0)
     return Roi(float(x0 + x1) / 2, float(y0 + y1) / 2, ROI_SCALE * float(max(x1 - x0, y1 - y0)),
                _level_angle(xy[EYE_OUTER[0]], xy[EYE_OUTER[1]]))
-
-
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def crop_matrix(roi: Roi, side: int) -> np.ndarray:
