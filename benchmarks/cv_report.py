@@ -303,6 +303,23 @@ def variant_table(res: dict[str, dict[str, list]], ref: dict[str, dict[str, list
     return "\n".join(lines)
 
 
+def paired_units(base: list[tuple[int, object]], other: list[tuple[int, object]]
+                 ) -> tuple[list[tuple[int, object]], list[tuple[int, object]]]:
+    """(other's units, base's units) on the units both have, in one order (clip, label), so that
+    ``variant_table`` pairs each case with its own. A unit whose duration bucket differs between
+    the two (a front end that tracks a face longer) is left out of both: it would land in other
+    columns on each side. Order matters: a variant trained on another cache lists its folds'
+    units in another order."""
+    def key(fu):
+        return fu[1].clip, fu[1].label
+
+    a = {key(fu): fu for fu in base}
+    b = {key(fu): fu for fu in other}
+    both = sorted(x for x in a.keys() & b.keys()
+                  if duration_bucket(a[x][1].duration_s) == duration_bucket(b[x][1].duration_s))
+    return [b[x] for x in both], [a[x] for x in both]
+
+
 def report(out: Path, variants: list[str], clips, fold_of: dict[str, int], k: int) -> str:
     established = {}
     group_of = {}
@@ -317,9 +334,8 @@ def report(out: Path, variants: list[str], clips, fold_of: dict[str, int], k: in
         est = {u.clip: next(c.established for c in clips if u.clip.endswith(c.rel)) for _, u in all_base}
         grp = {u.clip: next(c.group for c in clips if u.clip.endswith(c.rel)) for _, u in all_base}
         for v in variants[1:]:
-            vu = load_units(out, v, k)
-            have = {(u.clip, u.label) for _, u in vu}
-            ref = cases([(f, u) for f, u in all_base if (u.clip, u.label) in have], est, grp, k)
+            vu, ref_units = paired_units(all_base, load_units(out, v, k))
+            ref = cases(ref_units, est, grp, k)
             scope = "whole clips" if all(u.label == "whole" for _, u in vu) else "every unit"
             text += [f"### variant `{v}` against `{variants[0]}` ({scope})", "",
                      variant_table(cases(vu, est, grp, k), ref, v), ""]

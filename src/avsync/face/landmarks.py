@@ -206,7 +206,7 @@ BACKENDS = ("mesh", "mediapipe", "dlib")
 DEFAULT_BACKEND: str = "mesh"
 """The face analysis' landmarks: MediaPipe's models tracking each face (face.mesh). Chosen over
 MediaPipe's own graph (``mediapipe``) on the speaker cross-validation, with the same models:
-accuracy no lower (+-1 frame at 15-frame windows +3.3 points [+0.7, +4.6]), own/foreign audio
+accuracy no lower (+-1 frame at 15-frame windows +2.9 points [+0.1, +4.1]), own/foreign audio
 told apart as well (AUC 0.862 vs 0.849), confidences a little lower (docs/BENCHMARKS.md
 "Speed v6"), and ~2.5-3 ms less CPU per frame."""
 
