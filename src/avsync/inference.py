@@ -264,8 +264,12 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
         return out
 
     groups = track_groups(tracks, method)
-    if len(groups) == 1:
-        evidence = score_tracks_alone(method, tracks, score_tracks)
+    if len(groups) == 1:  # one track (or one thread): a fusion's members side by side instead
+        from avsync.cpu import usable_threads
+        from avsync.models.threads import members_side_by_side
+
+        with members_side_by_side(method, usable_threads()):
+            evidence = score_tracks(method, tracks)
     else:  # each thread its own copy of the method (caches), one torch thread each
         from concurrent.futures import ThreadPoolExecutor
 
@@ -278,23 +282,6 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
                         for i, ev in zip(idx, fut.result(), strict=True)}
         evidence = [by_index[i] for i in range(len(tracks))]
     return combine_tracks(evidence, shifts, fps)
-
-
-def score_tracks_alone(method: SyncMethod, tracks: list[Track], score_tracks: Callable) -> list:
-    """``score_tracks(method, tracks)`` on this thread; a fusion's members then score side by
-    side on the usable cores (``FusedMethod.members_in_parallel``, one torch thread each), as
-    tracks do when there are several: a single long track otherwise leaves the other cores idle
-    (docs/BENCHMARKS.md "Speed v6")."""
-    from avsync.cpu import usable_threads
-
-    parallel = getattr(method, "members_in_parallel", None)
-    n = usable_threads()
-    if parallel is None or n < 2:
-        return score_tracks(method, tracks)
-    from avsync.models.threads import SCORING_THREADS, torch_threads
-
-    with torch_threads(SCORING_THREADS), parallel(n):
-        return score_tracks(method, tracks)
 
 
 def track_groups(tracks: list[Track], method: SyncMethod) -> list[tuple[SyncMethod, list[int]]]:

@@ -36,3 +36,17 @@ def thread_copy(method: Any) -> Any | None:
     can be copied so (``thread_copy()`` method: neural methods, ``avcorr``, fusions of them)."""
     fn = getattr(method, "thread_copy", None)
     return fn() if callable(fn) else None
+
+
+@contextmanager
+def members_side_by_side(method: Any, n_threads: int) -> Iterator[None]:
+    """Inside the block, a fusion's members score on up to ``n_threads`` threads at once
+    (``FusedMethod.members_in_parallel``), one torch thread each: for a single track, which
+    would otherwise leave the other cores idle (docs/BENCHMARKS.md "Speed v6"). Nothing for a
+    method without members or for one thread. The same answers either way (tested)."""
+    parallel = getattr(method, "members_in_parallel", None)
+    if parallel is None or n_threads < 2:
+        yield
+        return
+    with torch_threads(SCORING_THREADS), parallel(n_threads):
+        yield
