@@ -131,3 +131,29 @@ def test_members_in_parallel_gives_the_same_curve_on_other_threads():
     assert all(len(x.threads - {main}) == 1 for x in m._members)  # each also ran off this thread
     assert len({t for x in m._members for t in x.threads - {main}}) >= 2  # on several threads
     assert all(s > 0 for s in m._seconds)  # its costs order the next calls
+
+
+def test_score_requests_equal_scoring_each_input_and_run_members_apart():
+    """segments.score_requests on a fusion: every row (the input, then each displacement) is the
+    fused curve ``score`` gives that input, in turn or with the members on their own threads;
+    before any member has run, the pair model (the most work) is started first."""
+    from avsync.segments import CurveRequest, score_requests
+
+    m = FusedMethod(FusionConfig(members=("avcorr", "qmi"), weights=(1.0, 0.5)))
+    reqs = [CurveRequest(make_input(3), np.array([40, 90])), CurveRequest(make_input(-2, 1), np.array([60]))]
+    want = [np.array([m.score(r.inp, SHIFTS)] + [m.score(r.inp.rolled(int(d)), SHIFTS) for d in r.rolls])
+            for r in reqs]
+    for parallel in (False, True):
+        m = FusedMethod(FusionConfig(members=("avcorr", "qmi"), weights=(1.0, 0.5)))
+        if parallel:
+            with m.members_in_parallel(2):
+                got = score_requests(m, reqs, SHIFTS)
+        else:
+            got = score_requests(m, reqs, SHIFTS)
+        assert [g.shape for g in got] == [(3, len(SHIFTS)), (2, len(SHIFTS))]
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=0, atol=1e-12)
+    m = FusedMethod(FusionConfig(members=("avcorr", "landmark", "c3"), weights=(1.0, 1.0, 1.0)))
+    assert m._longest_first() == [2, 1, 0]
+    m._seconds = [5.0, 0.0, 1.0]
+    assert m._longest_first() == [0, 2, 1]

@@ -69,21 +69,74 @@ class SegmentScore:
     drift: list[DriftPoint]
 
 
+@dataclass(frozen=True, eq=False)
+class CurveRequest:
+    """One input to score, with the circular displacements of its null: a method answers it
+    with a (1 + len(rolls), K) table, the input's curve then one curve per displacement."""
+
+    inp: SyncInput
+    rolls: np.ndarray
+
+
+def request_scores(method: SyncMethod, req: CurveRequest, shifts: np.ndarray) -> np.ndarray:
+    """(1 + R, K) float64: ``method.score`` of the input, then of each displacement (batched
+    when the method has ``score_rolls(inp, rolls, shifts) -> (R, K)``, methods.CorrelationMethod)."""
+    scores = np.asarray(method.score(req.inp, shifts), dtype=np.float64)
+    if hasattr(method, "score_rolls"):
+        nulls = np.asarray(method.score_rolls(req.inp, req.rolls, shifts), np.float64)
+    else:
+        nulls = np.array([np.asarray(method.score(req.inp.rolled(int(r)), shifts), np.float64)
+                          for r in req.rolls])
+    return np.vstack([scores[None], nulls.reshape(len(req.rolls), len(shifts))])
+
+
+def score_requests(method: SyncMethod, requests: list[CurveRequest], shifts: np.ndarray
+                   ) -> list[np.ndarray]:
+    """Each request's (1 + R, K) table (:func:`request_scores`), in order. A method with
+    ``score_requests`` answers the whole list itself (models.fusion: each member runs the list
+    on a thread of its own, no wait between requests)."""
+    fn = getattr(method, "score_requests", None)
+    if callable(fn):
+        return fn(requests, shifts)
+    return [request_scores(method, r, shifts) for r in requests]
+
+
 def score_segment(method: SyncMethod, seg: SyncInput, shifts: np.ndarray, n_null: int,
                   drift: bool) -> SegmentScore:
-    """The method's curve on one segment, on its ``n_null`` circular displacements (batched when
-    the method has ``score_rolls(inp, rolls, shifts) -> (R, K)``), and the segment's drift points
-    (``inference.drift_points``) when ``drift``."""
-    from avsync.inference import drift_points, null_displacements
+    """The method's curve on one segment, on its ``n_null`` circular displacements, and the
+    segment's drift points (``inference.drift_points``) when ``drift``: all asked of the method
+    at once (:func:`score_requests`)."""
+    from avsync.inference import drift_requests, drift_windows, null_displacements
 
-    scores = np.asarray(method.score(seg, shifts), dtype=np.float64)
     rolls = null_displacements(seg.n_frames, int(np.max(np.abs(shifts))), n_null)
-    if hasattr(method, "score_rolls"):  # all displacements at once (methods.CorrelationMethod)
-        nulls = np.asarray(method.score_rolls(seg, rolls, shifts), np.float64)
-    else:
-        nulls = np.array([np.asarray(method.score(seg.rolled(int(r)), shifts), np.float64) for r in rolls])
-    return SegmentScore(seg.n_frames, scores, nulls.reshape(len(rolls), len(shifts)),
-                        drift_points(method, seg, shifts) if drift else [])
+    windows = drift_windows(seg) if drift else []
+    tables = score_requests(method, [CurveRequest(seg, rolls), *drift_requests(seg, windows, shifts)],
+                            shifts)
+    return SegmentScore(seg.n_frames, tables[0][0], tables[0][1:],
+                        [drift_point(seg, w, t, shifts) for w, t in zip(windows, tables[1:], strict=True)])
+
+
+def curve_of(scores: np.ndarray, nulls: np.ndarray, shifts: np.ndarray):
+    """A CurveScore from a (K,) curve and its (R, K) null curves: sub-frame peak and confidence
+    ``(peak - mean null peak) / std of the null peaks``."""
+    from avsync.inference import CurveScore, peak_frames
+
+    best = int(np.argmax(scores))
+    null_peaks = np.max(nulls, axis=1)
+    spread = max(float(null_peaks.std()), 1e-3 * max(abs(float(null_peaks.mean())), 1e-6))
+    confidence = float((scores[best] - null_peaks.mean()) / spread)
+    return CurveScore(shifts, scores, peak_frames(shifts, scores), confidence)
+
+
+def drift_point(inp: SyncInput, window: tuple[int, int], table: np.ndarray, shifts: np.ndarray
+                ) -> DriftPoint:
+    """The DriftPoint of frames [start, stop) of ``inp`` from their (1 + R, K) request table."""
+    from avsync.models.calibration import round_frames
+
+    cs = curve_of(table[0], table[1:], shifts)
+    t = inp.frame_times_s
+    return DriftPoint(float(t[window[0]]), float(t[window[1] - 1]), round_frames(cs.offset_frames),
+                      round(frames_to_ms(cs.offset_frames, inp.fps), 1), round(cs.confidence, 3))
 
 
 @dataclass
@@ -118,18 +171,10 @@ class TrackEvidence:
 
     def curve_score(self, shifts: np.ndarray):
         """The track's CurveScore: curve, sub-frame peak and confidence against the null peaks
-        (``(peak - mean null peak) / std``, as ``inference.score_input``)."""
-        from avsync.inference import CurveScore, peak_frames
-
+        (:func:`curve_of`)."""
         if self.parts:
-            scores, nulls = self.parts[0].scores, self.parts[0].null_scores
-        else:
-            scores, nulls = self._scores / self.n_frames, self._nulls / self.n_frames
-        best = int(np.argmax(scores))
-        null_peaks = np.max(nulls, axis=1)
-        spread = max(float(null_peaks.std()), 1e-3 * max(abs(float(null_peaks.mean())), 1e-6))
-        confidence = float((scores[best] - null_peaks.mean()) / spread)
-        return CurveScore(shifts, scores, peak_frames(shifts, scores), confidence)
+            return curve_of(self.parts[0].scores, self.parts[0].null_scores, shifts)
+        return curve_of(self._scores / self.n_frames, self._nulls / self.n_frames, shifts)
 
 
 def drop_audio_caches(method: SyncMethod) -> None:
@@ -138,7 +183,7 @@ def drop_audio_caches(method: SyncMethod) -> None:
     are recomputed when asked again (tested). The method, or each member of a fusion."""
     for m in getattr(method, "members", None) or [method]:
         cache = getattr(m, "_audio_cache", None)
-        if isinstance(cache, dict):
+        if cache is not None:
             cache.clear()
 
 

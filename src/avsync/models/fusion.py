@@ -119,6 +119,16 @@ class FusedMethod:
             finally:
                 self._pool = None
 
+    def _longest_first(self) -> list[int]:
+        """Member indices, the one that has taken longest so far first; before any has run, the
+        pair models first (one forward per window AND shift: the most work), then other neural
+        methods, then the rest: with fewer threads than members the longest starts at once."""
+        def prior(m: Any) -> int:
+            return 2 if getattr(m, "output", None) == "pair" else int(bool(getattr(m, "needs_neural", False)))
+
+        return sorted(range(len(self._members)),
+                      key=lambda i: (-self._seconds[i], -prior(self._members[i])))
+
     def _member_score(self, i: int, inp: SyncInput, shifts_frames: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         out = self._members[i].score(inp, shifts_frames)
@@ -131,9 +141,32 @@ class FusedMethod:
             curves = [self._member_score(i, inp, shifts_frames) for i in idx]
         else:
             running = {i: self._pool.submit(self._member_score, i, inp, shifts_frames)
-                       for i in sorted(idx, key=lambda i: -self._seconds[i])}
+                       for i in self._longest_first()}
             curves = [running[i].result() for i in idx]
         return fuse_curves(curves, self.config.weights)
+
+    def _member_requests(self, i: int, requests: list, shifts_frames: np.ndarray) -> list[np.ndarray]:
+        from avsync.segments import score_requests
+
+        t0 = time.perf_counter()
+        out = score_requests(self._members[i], requests, shifts_frames)
+        self._seconds[i] += time.perf_counter() - t0
+        return out
+
+    def score_requests(self, requests: list, shifts_frames: np.ndarray) -> list[np.ndarray]:
+        """segments.score_requests: each member answers the whole list (in
+        ``members_in_parallel``, each on its own thread, without waiting for the others between
+        requests), then each curve is fused. The same curves as ``score`` on each input: every
+        member sees the same inputs in the same order."""
+        idx = range(len(self._members))
+        if self._pool is None:
+            tables = [self._member_requests(i, requests, shifts_frames) for i in idx]
+        else:
+            running = {i: self._pool.submit(self._member_requests, i, requests, shifts_frames)
+                       for i in self._longest_first()}
+            tables = [running[i].result() for i in idx]
+        return [np.array([fuse_curves([t[r][j] for t in tables], self.config.weights)
+                          for j in range(len(tables[0][r]))]) for r in range(len(requests))]
 
 
 def fuse_curves(curves: list[np.ndarray], weights: tuple[float, ...] | list[float]) -> np.ndarray:

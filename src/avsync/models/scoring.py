@@ -60,9 +60,54 @@ def _window_grid(model: torch.nn.Module, clip: PreparedClip, shifts_frames: np.n
     return frames, rows, rows // frames, shifts, starts, np.full((len(starts), len(shifts)), np.nan)
 
 
+class RowMemo:
+    """(D,) embeddings by audio row, held for a contiguous span of rows that grows as asked:
+    looked up and stored as arrays (a track's null rolls and drift windows ask for thousands of
+    rows per call). ``clear`` forgets them (segments.drop_audio_caches)."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.first = 0
+        self.have = np.zeros(0, bool)
+        self.emb: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.have.sum())
+
+    def missing(self, rows: np.ndarray) -> np.ndarray:
+        """The rows of ``rows`` (int64) not held."""
+        at = rows - self.first
+        inside = (at >= 0) & (at < len(self.have))
+        held = np.zeros(len(rows), bool)
+        held[inside] = self.have[at[inside]]
+        return rows[~held]
+
+    def put(self, rows: np.ndarray, emb: torch.Tensor) -> None:
+        if len(rows) == 0:
+            return
+        lo = int(rows.min()) if self.emb is None else min(self.first, int(rows.min()))
+        hi = (int(rows.max()) + 1 if self.emb is None
+              else max(self.first + len(self.have), int(rows.max()) + 1))
+        if self.emb is None or lo < self.first or hi > self.first + len(self.have):
+            grown = torch.zeros(hi - lo, emb.shape[1], dtype=emb.dtype)
+            have = np.zeros(hi - lo, bool)
+            if self.emb is not None:
+                grown[self.first - lo: self.first - lo + len(self.have)] = self.emb
+                have[self.first - lo: self.first - lo + len(self.have)] = self.have
+            self.first, self.have, self.emb = lo, have, grown
+        self.emb[torch.from_numpy(rows - self.first)] = emb
+        self.have[rows - self.first] = True
+
+    def get(self, rows: np.ndarray) -> torch.Tensor:
+        """(N, D) embeddings of held rows."""
+        return self.emb[torch.from_numpy(rows - self.first)]
+
+
 def clip_similarities(model: EmbeddingModel, clip: PreparedClip, shifts_frames: np.ndarray,
                       stride: int = 1, device: torch.device | str = "cpu", batch_size: int = 512,
-                      audio_cache: dict[int, torch.Tensor] | None = None,
+                      audio_cache: RowMemo | None = None,
                       video_cache: dict[int, torch.Tensor] | None = None,
                       frame_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cosine similarity of every valid window with the audio at every shift.
@@ -79,23 +124,24 @@ def clip_similarities(model: EmbeddingModel, clip: PreparedClip, shifts_frames: 
         return starts, sims
     aq = clip.starts[starts][:, None] + rpf * shifts[None, :]
     ok = (aq >= 0) & (aq + rows <= len(clip.audio))
-    cache = {} if audio_cache is None else audio_cache
-    uniq = np.unique(aq[ok])
-    need = np.array([q for q in uniq if int(q) not in cache], np.int64)
+    cache = RowMemo() if audio_cache is None else audio_cache
+    uniq = np.unique(aq[ok]).astype(np.int64)
+    need = cache.missing(uniq)
     was_training = model.training
-    model.eval()
+    if was_training:  # eval() walks every submodule: only when needed (hundreds of calls a track)
+        model.eval()
     try:
         with torch.no_grad():
             if len(need):
                 a_win = sliding_window_view(clip.audio, rows, axis=0).transpose(0, 2, 1)[need]
                 a_emb = _embed(model.embed_audio, a_win.astype(np.float32), None, device, batch_size)
-                cache.update({int(q): e for q, e in zip(need, a_emb, strict=True)})
+                cache.put(need, a_emb)
             v_emb = _video_embeddings(model, clip, starts, device, batch_size, video_cache, frame_ids)
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train(True)
     if ok.any():
-        a_uniq = torch.stack([cache[int(q)] for q in uniq])
-        a_sel = a_uniq[torch.from_numpy(np.searchsorted(uniq, aq[ok]))]
+        a_sel = cache.get(aq[ok].astype(np.int64))
         w_idx = torch.from_numpy(np.nonzero(ok)[0])
         sims[ok] = (v_emb[w_idx] * a_sel).sum(-1).double().numpy()
     return starts, sims
@@ -163,6 +209,34 @@ def _cached_outputs(keys: list[tuple[int, int]], cacheable: np.ndarray, cache: d
     return out
 
 
+_SCALARS = "scalars"
+"""The output cache's entry holding scalar outputs: (sorted int64 keys, float64 values)."""
+
+
+def _cached_scalars(keys: np.ndarray, cacheable: np.ndarray, cache: dict, compute: Any) -> np.ndarray:
+    """:func:`_cached_outputs` for scalar outputs under int64 keys, looked up and stored in bulk
+    (sorted arrays in ``cache[_SCALARS]``): (N,) float64. The entries count against
+    OUT_CACHE_MAX_ENTRIES with the cache's other entries; the first misses in order are kept."""
+    known, values = cache.get(_SCALARS, (np.empty(0, np.int64), np.empty(0)))
+    out = np.full(len(keys), np.nan)
+    hit = np.zeros(len(keys), bool)
+    if len(known):
+        pos = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+        hit = cacheable & (known[pos] == keys)
+        out[hit] = values[pos[hit]]
+    todo = np.flatnonzero(~hit)
+    if len(todo):
+        out[todo] = np.asarray(compute(todo), np.float64)
+        room = OUT_CACHE_MAX_ENTRIES - (len(cache) - (_SCALARS in cache)) - len(known)
+        new = todo[cacheable[todo]][:max(0, room)]
+        if len(new):
+            order = np.argsort(keys[new], kind="stable")
+            k_new, v_new = keys[new][order], out[new][order]
+            at = np.searchsorted(known, k_new)
+            cache[_SCALARS] = (np.insert(known, at, k_new), np.insert(values, at, v_new))
+    return out
+
+
 def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frames: np.ndarray,
                         stride: int = 1, device: torch.device | str = "cpu", batch_size: int = 512,
                         cache: dict | None = None, frame_ids: np.ndarray | None = None
@@ -185,14 +259,15 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
     a_views = sliding_window_view(clip.audio, rows, axis=0).transpose(0, 2, 1)
     kind = model.output
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
         with torch.no_grad():
             if kind == "pair":
                 aq = q[:, None] + rpf * shifts[None, :]
                 ok = (aq >= 0) & (aq + rows <= len(clip.audio))
                 w_idx, k_idx = np.nonzero(ok)
-                keys = [(int(ids[starts[w]]), int(aq[w, k])) for w, k in zip(w_idx, k_idx, strict=True)]
+                keys = (ids[starts[w_idx]].astype(np.int64) << 32) | aq[w_idx, k_idx].astype(np.int64)
 
                 def run_pairs(sel: np.ndarray) -> list[float]:
                     if hasattr(model, "pair_head"):
@@ -205,8 +280,7 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
                     return batched(model, views[starts[w_idx[sel]]], a_views[aq[w_idx[sel], k_idx[sel]]],
                                    clip.kind, device, batch_size, torch.sigmoid)
 
-                vals = _cached_outputs(keys, consecutive[w_idx], cache, run_pairs)
-                scores[w_idx, k_idx] = np.asarray(vals, np.float64)
+                scores[w_idx, k_idx] = _cached_scalars(keys, consecutive[w_idx], cache, run_pairs)
             elif kind == "regression":
                 ok = (q >= 0) & (q + rows <= len(clip.audio))
                 w_idx = np.flatnonzero(ok)
@@ -241,7 +315,8 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
             else:
                 raise AvsyncError(f"unknown model output {kind!r}")
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train(True)
     return starts, scores
 
 
@@ -280,7 +355,7 @@ class NeuralSyncMethod:
     bias_frames: float | None = None
     _audio_source: Any = field(default=None, init=False, repr=False)
     _audio: np.ndarray | None = field(default=None, init=False, repr=False)
-    _audio_cache: dict[int, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+    _audio_cache: RowMemo = field(default_factory=RowMemo, init=False, repr=False)
     _video_root: Any = field(default=None, init=False, repr=False)
     _video_cache: dict[int, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
     _root_flow: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -333,7 +408,7 @@ class NeuralSyncMethod:
         src = self._audio_source
         root = ninp.root if ninp.root is not None else ninp
         if src is None or src[0] is not key[0] or src[1:] != key[1:]:
-            self._audio_source, self._audio, self._audio_cache = key, None, {}
+            self._audio_source, self._audio, self._audio_cache = key, None, RowMemo()
             self._out_cache = {}
         if self._video_root is not root:
             self._video_root, self._video_cache, self._out_cache = root, {}, {}

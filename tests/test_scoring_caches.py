@@ -1,0 +1,49 @@
+"""The array-backed memos of models.scoring: audio embeddings by row (RowMemo) and scalar pair
+outputs by int64 key (_cached_scalars), which replaced per-entry dicts for speed."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from avsync.models import scoring
+from avsync.models.scoring import RowMemo, _cached_scalars
+
+
+def test_row_memo_grows_both_ways_and_returns_what_was_put():
+    memo = RowMemo()
+    rows = np.array([10, 12, 11], np.int64)
+    np.testing.assert_array_equal(memo.missing(rows), rows)
+    memo.put(rows, torch.tensor([[10.0], [12.0], [11.0]]))
+    np.testing.assert_array_equal(memo.missing(np.array([9, 10, 11, 12, 13])), [9, 13])
+    memo.put(np.array([3, 20], np.int64), torch.tensor([[3.0], [20.0]]))  # below and above the span
+    assert len(memo) == 5
+    got = memo.get(np.array([20, 3, 10, 11, 12], np.int64))
+    np.testing.assert_array_equal(got[:, 0].numpy(), [20, 3, 10, 11, 12])
+    np.testing.assert_array_equal(memo.missing(np.array([4, 15])), [4, 15])  # gaps stay missing
+    memo.clear()
+    assert len(memo) == 0 and len(memo.missing(np.array([10]))) == 1
+
+
+def test_cached_scalars_hit_miss_and_cap(monkeypatch):
+    calls = []
+
+    def compute(idx):
+        calls.append(list(idx))
+        return [float(k) for k in keys[idx]]
+
+    cache: dict = {("v", 1): "tower entry"}
+    keys = np.array([(5 << 32) | 7, (1 << 32) | 2, (3 << 32) | 9], np.int64)
+    out = _cached_scalars(keys, np.array([True, True, False]), cache, compute)
+    np.testing.assert_array_equal(out, keys.astype(np.float64))
+    assert calls == [[0, 1, 2]]
+    out = _cached_scalars(keys, np.array([True, True, False]), cache, compute)
+    assert calls[-1] == [2]  # the two cacheable ones were kept; the third never is
+    np.testing.assert_array_equal(out, keys.astype(np.float64))
+    # the cap counts the cache's other entries: room for one more scalar only
+    monkeypatch.setattr(scoring, "OUT_CACHE_MAX_ENTRIES", 4)
+    more = np.array([(8 << 32) | 1, (2 << 32) | 1], np.int64)
+    keys = more
+    _cached_scalars(more, np.array([True, True]), cache, compute)
+    assert len(cache[scoring._SCALARS][0]) == 3
+    assert np.all(np.diff(cache[scoring._SCALARS][0]) > 0)  # kept sorted
