@@ -1,6 +1,6 @@
 """End-to-end speed of `detect` on CPU: seconds per minute of video, split by stage.
 
-    python benchmarks/speed.py FILE [FILE ...] [--method landmark_c3]
+    python benchmarks/speed.py FILE [FILE ...] [--method NAME (default: the package's default)]
         [--reference-src DIR] [--variants before after] [--rounds 1] [--json out.jsonl]
 
 Each (file, variant) runs `detect` in a fresh subprocess; variants alternate within a round
@@ -94,13 +94,21 @@ def table_row(r: dict, base_wall: float | None) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("files", nargs="+", type=Path)
-    ap.add_argument("--method", default="landmark_c3")
+    ap.add_argument("--method", default=None,
+                    help="default: avsync.models.registry.DEFAULT_METHOD of this checkout (before "
+                         "2026-12-06 this script defaulted to landmark_c3, the default until "
+                         "2026-12-02: 'Speed v1'-'v6' timed landmark_c3)")
     ap.add_argument("--reference-src", type=Path, default=None)
     ap.add_argument("--variants", nargs="+", default=["after"],
                     choices=["before", "after", "seq", "fast", "before-fast", "mesh", "mesh-fast"])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="append every run as a JSON line")
     args = ap.parse_args()
+    if args.method is None:
+        sys.path.insert(0, str(HERE_SRC))
+        from avsync.models.registry import DEFAULT_METHOD
+
+        args.method = DEFAULT_METHOD
     print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{datetime.date.today().isoformat()}, method {args.method}\n")
     print("| file | variant | duration s | wall s | s per min of video | decode | face | audio | "

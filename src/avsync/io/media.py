@@ -41,6 +41,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -344,6 +345,22 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
 # ----------------------------------------------------------------------------- video
 
 
+_SWS = threading.local()
+"""Each thread's swscale converter (PyAV VideoReformatter), kept between frames."""
+
+
+def _reformatter() -> Any:
+    """This thread's VideoReformatter. ``frame.to_ndarray(format=..., width=...)`` makes a new one
+    (a new swscale context) for every decoded frame; one kept per thread gives the same pixels
+    in ~0.7 ms instead of ~1.2 ms a 720p frame (benchmarks/convert_frames.py)."""
+    r = getattr(_SWS, "reformatter", None)
+    if r is None:
+        from av.video.reformatter import VideoReformatter
+
+        r = _SWS.reformatter = VideoReformatter()
+    return r
+
+
 def _to_rgb(frame: Any, max_side: int | None, rotation_cw: int = 0) -> np.ndarray:
     """RGB (H, W, 3) uint8 of ``frame``, longest side capped at ``max_side``, then turned
     ``rotation_cw`` degrees clockwise (see avsync.io.orientation)."""
@@ -351,10 +368,10 @@ def _to_rgb(frame: Any, max_side: int | None, rotation_cw: int = 0) -> np.ndarra
     if max_side is not None and max(w, h) > max_side:
         scale = max_side / max(w, h)
         nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
-        image = frame.to_ndarray(format="rgb24", width=nw, height=nh, interpolation="AREA")
+        rgb = _reformatter().reformat(frame, format="rgb24", width=nw, height=nh, interpolation="AREA")
     else:
-        image = frame.to_ndarray(format="rgb24")
-    return rotate_image(image, rotation_cw)
+        rgb = _reformatter().reformat(frame, format="rgb24")
+    return rotate_image(rgb.to_ndarray(), rotation_cw)
 
 
 def iter_video_frames(
