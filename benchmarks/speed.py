@@ -95,9 +95,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("files", nargs="+", type=Path)
     ap.add_argument("--method", default=None,
-                    help="default: avsync.models.registry.DEFAULT_METHOD of this checkout (before "
-                         "2026-12-06 this script defaulted to landmark_c3, the default until "
-                         "2026-12-02: 'Speed v1'-'v6' timed landmark_c3)")
+                    help="default: avsync.models.registry.DEFAULT_METHOD of this checkout (until "
+                         "2026-12-06 it was landmark_c3, the package default until 2026-12-02; the "
+                         "BENCHMARKS tables since then name --method stacked)")
     ap.add_argument("--reference-src", type=Path, default=None)
     ap.add_argument("--variants", nargs="+", default=["after"],
                     choices=["before", "after", "seq", "fast", "before-fast", "mesh", "mesh-fast"])

@@ -157,3 +157,41 @@ def test_score_requests_equal_scoring_each_input_and_run_members_apart():
     assert m._longest_first() == [2, 1, 0]
     m._seconds = [5.0, 0.0, 1.0]
     assert m._longest_first() == [0, 2, 1]
+
+
+def test_default_fusion_side_by_side_matches_in_turn_on_a_real_clip(realclip, one_thread, monkeypatch):
+    """The shipped default on a real clip's track, members in turn vs side by side (the trained
+    member handing its drift windows to a warm copy of itself): the same curve, confidence and
+    drift points to float rounding; the copy really scored on another thread."""
+    from avsync.inference import analyse_audio, analyse_video, probe, synchronise
+    from avsync.models.registry import DEFAULT_METHOD
+
+    path = realclip("lip-reading-deeplearning/data/sample_video.mp4")
+    analysis, audio, fps = analyse_video(path, keep_crops=True), analyse_audio(path), probe(path).fps
+    from avsync.cpu import THREADS_ENV
+
+    monkeypatch.setenv(THREADS_ENV, "1")  # synchronise scores the members in turn
+    turn_tracks, turn = synchronise(analysis, audio, fps, create_model(DEFAULT_METHOD))
+    monkeypatch.delenv(THREADS_ENV)
+    m = create_model(DEFAULT_METHOD)
+    copies = []
+    heavy = m._longest_first()[0]
+    original = type(m.members[heavy]).warm_copy
+
+    def spy(self):
+        copies.append(original(self))
+        return copies[-1]
+
+    type(m.members[heavy]).warm_copy = spy
+    try:
+        with m.members_in_parallel(2):
+            side_tracks, side = synchronise(analysis, audio, fps, m)
+    finally:
+        type(m.members[heavy]).warm_copy = original
+    assert copies and len(copies[0]._out_cache) > 0  # started warm, and scored
+    np.testing.assert_allclose(side.scores, turn.scores, rtol=0, atol=1e-9)
+    assert abs(side.confidence - turn.confidence) < 1e-6
+    for a, b in zip(side_tracks, turn_tracks, strict=True):
+        assert len(a.drift) == len(b.drift) >= 2
+        for p, q in zip(a.drift, b.drift, strict=True):  # rounded to 0.1 frame / 0.001
+            assert p.offset_frames == q.offset_frames and abs(p.confidence - q.confidence) <= 0.0011

@@ -47,3 +47,16 @@ def test_cached_scalars_hit_miss_and_cap(monkeypatch):
     _cached_scalars(more, np.array([True, True]), cache, compute)
     assert len(cache[scoring._SCALARS][0]) == 3
     assert np.all(np.diff(cache[scoring._SCALARS][0]) > 0)  # kept sorted
+
+
+def test_root_windows_of_lip_flow_need_their_track_predecessor():
+    """A lip-flow window's first frame carries the motion from the frame before it: a window
+    right after a roll's seam, or at the start of a cut, is not the track's own window."""
+    from avsync.models.scoring import root_windows
+
+    ids = np.array([7, 8, 9, 0, 1, 2, 3, 4, 5, 6])  # the track rolled: seam between 9 and 0
+    starts = np.array([0, 1, 3, 4])
+    np.testing.assert_array_equal(root_windows(ids, starts, 3, "mouth"), [True, False, True, True])
+    np.testing.assert_array_equal(root_windows(ids, starts, 3, "flow"), [False, False, False, True])
+    cut = np.arange(60, 70)  # a drift window's frames
+    np.testing.assert_array_equal(root_windows(cut, np.array([0, 1]), 5, "flow"), [False, True])

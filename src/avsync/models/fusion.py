@@ -154,19 +154,39 @@ class FusedMethod:
         return out
 
     def score_requests(self, requests: list, shifts_frames: np.ndarray) -> list[np.ndarray]:
-        """segments.score_requests: each member answers the whole list (in
-        ``members_in_parallel``, each on its own thread, without waiting for the others between
-        requests), then each curve is fused. The same curves as ``score`` on each input: every
-        member sees the same inputs in the same order."""
+        """segments.score_requests: each member answers the whole list, then each curve is
+        fused. In ``members_in_parallel`` the members run on the pool's threads without waiting
+        for each other between requests (the one expected to take longest first), and that
+        member, when it has a ``warm_copy`` (the trained models), hands the requests after the
+        first (a segment's drift windows) to a copy of itself on another thread once it has
+        scored the first input (a segment's own curve: the lip flow and tower features the
+        others reuse), and goes on with that input's null rolls. The same curves as in turn up to
+        float rounding (the copy's new tower features may come from batches of other sizes)."""
         idx = range(len(self._members))
         if self._pool is None:
             tables = [self._member_requests(i, requests, shifts_frames) for i in idx]
         else:
-            running = {i: self._pool.submit(self._member_requests, i, requests, shifts_frames)
-                       for i in self._longest_first()}
+            order = self._longest_first()
+            running = {i: self._pool.submit(self._member_requests_shared if k == 0 else self._member_requests,
+                                            i, requests, shifts_frames) for k, i in enumerate(order)}
             tables = [running[i].result() for i in idx]
         return [np.array([fuse_curves([t[r][j] for t in tables], self.config.weights)
                           for j in range(len(tables[0][r]))]) for r in range(len(requests))]
+
+    def _member_requests_shared(self, i: int, requests: list, shifts_frames: np.ndarray) -> list[np.ndarray]:
+        """``_member_requests`` with requests[1:] on a warm copy of member i (score_requests)."""
+        from avsync.segments import CurveRequest, request_scores, score_requests
+
+        member = self._members[i]
+        if not hasattr(member, "warm_copy") or len(requests) < 2 or self._pool is None:
+            return self._member_requests(i, requests, shifts_frames)
+        t0 = time.perf_counter()
+        first = requests[0]
+        request_scores(member, CurveRequest(first.inp, first.rolls[:0]), shifts_frames)  # warms the caches
+        rest = self._pool.submit(score_requests, member.warm_copy(), requests[1:], shifts_frames)
+        out = [request_scores(member, first, shifts_frames), *rest.result()]
+        self._seconds[i] += time.perf_counter() - t0
+        return out
 
 
 def fuse_curves(curves: list[np.ndarray], weights: tuple[float, ...] | list[float]) -> np.ndarray:

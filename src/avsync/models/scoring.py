@@ -100,6 +100,12 @@ class RowMemo:
         self.emb[torch.from_numpy(rows - self.first)] = emb
         self.have[rows - self.first] = True
 
+    def copy(self) -> RowMemo:
+        out = RowMemo()
+        out.first, out.have = self.first, self.have.copy()
+        out.emb = None if self.emb is None else self.emb.clone()
+        return out
+
     def get(self, rows: np.ndarray) -> torch.Tensor:
         """(N, D) embeddings of held rows."""
         return self.emb[torch.from_numpy(rows - self.first)]
@@ -147,6 +153,23 @@ def clip_similarities(model: EmbeddingModel, clip: PreparedClip, shifts_frames: 
     return starts, sims
 
 
+def root_windows(ids: np.ndarray, starts: np.ndarray, frames: int, kind: str | None) -> np.ndarray:
+    """(W,) bool: the windows at ``starts`` whose content is their track's own, so that their
+    model outputs may be cached by first frame id: consecutive ids, and for lip flow (``kind``
+    "flow": a frame's value is the motion from the frame before it) a first frame that follows
+    its track predecessor too. A roll's window that starts just after the seam holds the flow
+    from the other side of the seam, and a window cut at a frame holds none: before this
+    check, such windows shared a cache entry with the track's own window at that id, and a
+    drift window's score depended on which input had been scored first."""
+    ok = ids[starts + frames - 1] - ids[starts] == frames - 1
+    if kind == "flow":
+        follows = np.zeros(len(starts), bool)
+        inner = starts >= 1
+        follows[inner] = ids[starts[inner] - 1] == ids[starts[inner]] - 1
+        ok &= follows
+    return ok
+
+
 def _video_embeddings(model: EmbeddingModel, clip: PreparedClip, starts: np.ndarray,
                       device: torch.device | str, batch_size: int,
                       cache: dict[int, torch.Tensor] | None, frame_ids: np.ndarray | None
@@ -155,7 +178,7 @@ def _video_embeddings(model: EmbeddingModel, clip: PreparedClip, starts: np.ndar
     frames = model.config.frames
     ids = np.arange(len(clip.valid)) if frame_ids is None else np.asarray(frame_ids, np.int64)
     keys = ids[starts]
-    cacheable = ids[starts + frames - 1] - keys == frames - 1
+    cacheable = root_windows(ids, starts, frames, clip.kind)
     cache = {} if cache is None else cache
     hit = cacheable & np.array([int(k) in cache for k in keys], bool)
     todo = np.flatnonzero(~hit)
@@ -252,7 +275,7 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
     if len(starts) == 0 or len(clip.audio) < rows:
         return starts, scores
     ids = np.arange(len(clip.valid)) if frame_ids is None else np.asarray(frame_ids, np.int64)
-    consecutive = ids[starts + frames - 1] - ids[starts] == frames - 1
+    consecutive = root_windows(ids, starts, frames, clip.kind)
     q = clip.starts[starts]
     cache = {} if cache is None else cache
     views = _windows(clip, frames)
@@ -383,6 +406,18 @@ class NeuralSyncMethod:
         """The same model and settings with empty caches, for scoring another track on another
         thread (models.threads.thread_copy); the torch module is shared (inference only)."""
         return replace(self)
+
+    def warm_copy(self) -> NeuralSyncMethod:
+        """A copy for another thread that starts with a snapshot of this method's caches (the
+        audio, the track's lip flow, tower features and outputs so far): it then scores more
+        inputs of the same track without redoing that work, while this one goes on
+        (models.fusion: a segment's drift windows beside its null rolls). Cached values are
+        shared read-only; what either computes afterwards stays its own."""
+        c = replace(self)
+        c._audio_source, c._audio, c._audio_cache = self._audio_source, self._audio, self._audio_cache.copy()
+        c._video_root, c._video_cache = self._video_root, dict(self._video_cache)
+        c._root_flow, c._out_cache = self._root_flow, dict(self._out_cache)
+        return c
 
     @property
     def calibration_frames(self) -> float:
