@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy.interpolate import CubicSpline
 
 PEAK_DECIMALS: int = 1
 """Reported offsets (frames) are rounded to this many decimals."""
@@ -65,6 +64,31 @@ def calibrated_scores(score: Callable[[np.ndarray], np.ndarray], shifts_frames: 
     ok = np.isfinite(vals)
     if ok.sum() < 4:
         return np.full(len(shifts), np.nan)
-    out = CubicSpline(grid[ok], vals[ok])(want)
+    out = cubic_spline(grid[ok].astype(np.float64), vals[ok], want)
     out[(want < grid[ok][0]) | (want > grid[ok][-1])] = np.nan
     return out
+
+
+def cubic_spline(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The not-a-knot cubic spline through (x, y), n >= 4 increasing knots, at the points ``at``
+    (outside the knots: the end pieces extended). The same curve as SciPy's
+    ``CubicSpline(x, y)`` (tested to 1e-9), without importing ``scipy.interpolate`` (~0.3 s of
+    every command's start). Solved for the second derivatives M at the knots: the usual C2
+    equations at the inner knots, and at both ends a continuous third derivative over the first
+    and the last inner knot."""
+    x, y, at = (np.asarray(a, np.float64) for a in (x, y, at))
+    n = len(x)
+    h = np.diff(x)
+    d = np.diff(y) / h
+    a = np.zeros((n, n))
+    b = np.zeros(n)
+    for i in range(1, n - 1):
+        a[i, i - 1:i + 2] = h[i - 1], 2.0 * (h[i - 1] + h[i]), h[i]
+        b[i] = 6.0 * (d[i] - d[i - 1])
+    a[0, :3] = -h[1], h[0] + h[1], -h[0]
+    a[-1, -3:] = -h[-1], h[-2] + h[-1], -h[-2]
+    m = np.linalg.solve(a, b)
+    j = np.clip(np.searchsorted(x, at, side="right") - 1, 0, n - 2)
+    hj, left, right = h[j], x[j + 1] - at, at - x[j]
+    return (m[j] * left ** 3 + m[j + 1] * right ** 3) / (6.0 * hj) \
+        + (y[j] / hj - m[j] * hj / 6.0) * left + (y[j + 1] / hj - m[j + 1] * hj / 6.0) * right
