@@ -94,10 +94,10 @@ def _reference_synchronise(path: Path, analysis, method: str):
     no cached model outputs (what the cap on the output cache falls back to on long tracks)."""
     from avsync.inference import _fps_from_times, synchronise
     from avsync.io import probe
-    from avsync.models import scoring
+    from avsync.models import score_cache
     from avsync.models.registry import create_model
 
-    scoring.OUT_CACHE_MAX_ENTRIES = 0  # (restored by the caller's monkeypatch) no output cache
+    score_cache.OUT_CACHE_MAX_ENTRIES = 0  # (restored by the caller's monkeypatch) no output cache
 
     audio = load_audio(path)
     feats = audio_features(audio.samples, audio.start_s)
@@ -130,9 +130,9 @@ def test_default_method_answers_unchanged(clip: str, example_clip: Path, request
     monkeypatch.setattr(inference, "analyse_video", keep)
     result = inference.detect(path, method=DEFAULT_METHOD)
     assert isinstance(seen["copy"].tracks[0].mouth, RowStore)
-    from avsync.models import scoring
+    from avsync.models import score_cache
 
-    monkeypatch.setattr(scoring, "OUT_CACHE_MAX_ENTRIES", scoring.OUT_CACHE_MAX_ENTRIES)
+    monkeypatch.setattr(score_cache, "OUT_CACHE_MAX_ENTRIES", score_cache.OUT_CACHE_MAX_ENTRIES)
     tracks, cs = _reference_synchronise(path, seen["copy"], DEFAULT_METHOD)
     assert result.offset_frames == round_frames(cs.offset_frames)
     assert abs(result.confidence - cs.confidence) <= 0.1

@@ -30,6 +30,7 @@ from avsync.errors import AvsyncError
 from avsync.models.calibration import calibrated_scores
 from avsync.models.neural import NeuralInput, PreparedClip, valid_window_starts, visual_tensor
 from avsync.models.pair_scoring import batched, pairs_shared, pairs_towers, shares_candidates
+from avsync.models.score_cache import RowMemo, cached_outputs, cached_scalars, root_windows
 from avsync.models.syncnet import EmbeddingModel
 from avsync.models.threads import SCORING_THREADS, torch_threads
 
@@ -58,57 +59,6 @@ def _window_grid(model: torch.nn.Module, clip: PreparedClip, shifts_frames: np.n
     shifts = np.asarray(shifts_frames, np.int64)
     starts = valid_window_starts(clip.valid, frames, stride)
     return frames, rows, rows // frames, shifts, starts, np.full((len(starts), len(shifts)), np.nan)
-
-
-class RowMemo:
-    """(D,) embeddings by audio row, held for a contiguous span of rows that grows as asked:
-    looked up and stored as arrays (a track's null rolls and drift windows ask for thousands of
-    rows per call). ``clear`` forgets them (segments.drop_audio_caches)."""
-
-    def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        self.first = 0
-        self.have = np.zeros(0, bool)
-        self.emb: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return int(self.have.sum())
-
-    def missing(self, rows: np.ndarray) -> np.ndarray:
-        """The rows of ``rows`` (int64) not held."""
-        at = rows - self.first
-        inside = (at >= 0) & (at < len(self.have))
-        held = np.zeros(len(rows), bool)
-        held[inside] = self.have[at[inside]]
-        return rows[~held]
-
-    def put(self, rows: np.ndarray, emb: torch.Tensor) -> None:
-        if len(rows) == 0:
-            return
-        lo = int(rows.min()) if self.emb is None else min(self.first, int(rows.min()))
-        hi = (int(rows.max()) + 1 if self.emb is None
-              else max(self.first + len(self.have), int(rows.max()) + 1))
-        if self.emb is None or lo < self.first or hi > self.first + len(self.have):
-            grown = torch.zeros(hi - lo, emb.shape[1], dtype=emb.dtype)
-            have = np.zeros(hi - lo, bool)
-            if self.emb is not None:
-                grown[self.first - lo: self.first - lo + len(self.have)] = self.emb
-                have[self.first - lo: self.first - lo + len(self.have)] = self.have
-            self.first, self.have, self.emb = lo, have, grown
-        self.emb[torch.from_numpy(rows - self.first)] = emb
-        self.have[rows - self.first] = True
-
-    def copy(self) -> RowMemo:
-        out = RowMemo()
-        out.first, out.have = self.first, self.have.copy()
-        out.emb = None if self.emb is None else self.emb.clone()
-        return out
-
-    def get(self, rows: np.ndarray) -> torch.Tensor:
-        """(N, D) embeddings of held rows."""
-        return self.emb[torch.from_numpy(rows - self.first)]
 
 
 def clip_similarities(model: EmbeddingModel, clip: PreparedClip, shifts_frames: np.ndarray,
@@ -151,23 +101,6 @@ def clip_similarities(model: EmbeddingModel, clip: PreparedClip, shifts_frames: 
         w_idx = torch.from_numpy(np.nonzero(ok)[0])
         sims[ok] = (v_emb[w_idx] * a_sel).sum(-1).double().numpy()
     return starts, sims
-
-
-def root_windows(ids: np.ndarray, starts: np.ndarray, frames: int, kind: str | None) -> np.ndarray:
-    """(W,) bool: the windows at ``starts`` whose content is their track's own, so that their
-    model outputs may be cached by first frame id: consecutive ids, and for lip flow (``kind``
-    "flow": a frame's value is the motion from the frame before it) a first frame that follows
-    its track predecessor too. A roll's window that starts just after the seam holds the flow
-    from the other side of the seam, and a window cut at a frame holds none: before this
-    check, such windows shared a cache entry with the track's own window at that id, and a
-    drift window's score depended on which input had been scored first."""
-    ok = ids[starts + frames - 1] - ids[starts] == frames - 1
-    if kind == "flow":
-        follows = np.zeros(len(starts), bool)
-        inner = starts >= 1
-        follows[inner] = ids[starts[inner] - 1] == ids[starts[inner]] - 1
-        ok &= follows
-    return ok
 
 
 def _video_embeddings(model: EmbeddingModel, clip: PreparedClip, starts: np.ndarray,
@@ -214,52 +147,6 @@ def _windows(clip: PreparedClip, frames: int) -> np.ndarray:
     return np.moveaxis(sliding_window_view(clip.visual, frames, axis=0), -1, 1)
 
 
-OUT_CACHE_MAX_ENTRIES: int = 250_000
-"""Cap on the entries of one track's output cache (~45 MB; a 1-minute track with its null rolls
-needs ~80 000). Past it, outputs are recomputed (from cached tower features where the model has
-them) rather than memory growing with the duration (docs/BENCHMARKS.md "Long inputs")."""
-
-
-def _cached_outputs(keys: list[tuple[int, int]], cacheable: np.ndarray, cache: dict,
-                    compute: Any) -> list[Any]:
-    """Outputs for ``keys`` through ``cache``; ``compute(indices) -> list`` fills the misses."""
-    out: list[Any] = [cache.get(k) if c else None for k, c in zip(keys, cacheable, strict=True)]
-    todo = [i for i, o in enumerate(out) if o is None]
-    for i, o in zip(todo, compute(np.array(todo, np.int64)), strict=True):
-        out[i] = o
-        if cacheable[i] and len(cache) < OUT_CACHE_MAX_ENTRIES:
-            cache[keys[i]] = o
-    return out
-
-
-_SCALARS = "scalars"
-"""The output cache's entry holding scalar outputs: (sorted int64 keys, float64 values)."""
-
-
-def _cached_scalars(keys: np.ndarray, cacheable: np.ndarray, cache: dict, compute: Any) -> np.ndarray:
-    """:func:`_cached_outputs` for scalar outputs under int64 keys, looked up and stored in bulk
-    (sorted arrays in ``cache[_SCALARS]``): (N,) float64. The entries count against
-    OUT_CACHE_MAX_ENTRIES with the cache's other entries; the first misses in order are kept."""
-    known, values = cache.get(_SCALARS, (np.empty(0, np.int64), np.empty(0)))
-    out = np.full(len(keys), np.nan)
-    hit = np.zeros(len(keys), bool)
-    if len(known):
-        pos = np.minimum(np.searchsorted(known, keys), len(known) - 1)
-        hit = cacheable & (known[pos] == keys)
-        out[hit] = values[pos[hit]]
-    todo = np.flatnonzero(~hit)
-    if len(todo):
-        out[todo] = np.asarray(compute(todo), np.float64)
-        room = OUT_CACHE_MAX_ENTRIES - (len(cache) - (_SCALARS in cache)) - len(known)
-        new = todo[cacheable[todo]][:max(0, room)]
-        if len(new):
-            order = np.argsort(keys[new], kind="stable")
-            k_new, v_new = keys[new][order], out[new][order]
-            at = np.searchsorted(known, k_new)
-            cache[_SCALARS] = (np.insert(known, at, k_new), np.insert(values, at, v_new))
-    return out
-
-
 def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frames: np.ndarray,
                         stride: int = 1, device: torch.device | str = "cpu", batch_size: int = 512,
                         cache: dict | None = None, frame_ids: np.ndarray | None = None
@@ -303,7 +190,7 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
                     return batched(model, views[starts[w_idx[sel]]], a_views[aq[w_idx[sel], k_idx[sel]]],
                                    clip.kind, device, batch_size, torch.sigmoid)
 
-                scores[w_idx, k_idx] = _cached_scalars(keys, consecutive[w_idx], cache, run_pairs)
+                scores[w_idx, k_idx] = cached_scalars(keys, consecutive[w_idx], cache, run_pairs)
             elif kind == "regression":
                 ok = (q >= 0) & (q + rows <= len(clip.audio))
                 w_idx = np.flatnonzero(ok)
@@ -313,7 +200,7 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
                     return batched(model, views[starts[w_idx[sel]]], a_views[q[w_idx[sel]]],
                                    clip.kind, device, batch_size, lambda x: x)
 
-                preds = np.asarray(_cached_outputs(keys, consecutive[w_idx], cache, run_reg), np.float64)
+                preds = np.asarray(cached_outputs(keys, consecutive[w_idx], cache, run_reg), np.float64)
                 lim = float(getattr(cfg, "max_offset", np.inf))
                 scores[w_idx] = -np.abs(shifts[None, :] - np.clip(preds, -lim, lim)[:, None])
             elif kind == "offsets":
@@ -330,7 +217,7 @@ def model_window_scores(model: torch.nn.Module, clip: PreparedClip, shifts_frame
                                    clip.kind, device, batch_size,
                                    lambda x: torch.log_softmax(x, dim=-1), rows_out=True)
 
-                out = _cached_outputs(keys, consecutive[w_idx], cache, run_offsets)
+                out = cached_outputs(keys, consecutive[w_idx], cache, run_offsets)
                 inside = np.abs(shifts) <= s_max
                 if len(w_idx):
                     table = np.stack(out).astype(np.float64)  # (W', 2S+1)
