@@ -1,7 +1,8 @@
 """Speaker cross-validation of the sync methods over every real clip (issue 11, part 3).
 
     python benchmarks/cv.py [--cache /work/cache/train] [--out /work/cache/cv] [--k 5]
-        [--variant base|recentred|audiopre|fast|mesh] [--phase train|curves|report|all] [--fold F]
+        [--variant base|recentred|audiopre|fast|mesh|meshfast (fast*, mesh*: --heldout-cache)]
+        [--phase train|curves|report|all] [--fold F]
 
 Every real clip with a training-cache entry (``avsync prepare``) is in exactly one of k folds;
 folds hold whole speaker groups (``avsync.data.splits.speaker_group``, aliases applied), balanced
