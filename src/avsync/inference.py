@@ -22,8 +22,8 @@ from avsync.io.audio import describe_audio_stream, iter_audio_blocks
 from avsync.io.orientation import parse_rotate
 from avsync.models.calibration import refine_peak, round_frames
 from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
-from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, DRIFT_WINDOW_S, frames_to_ms
-from avsync.types import DriftPoint, SyncResult, TrackResult
+from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, frames_to_ms
+from avsync.types import SyncResult, TrackResult
 
 MIN_TRACK_FRAMES: int = 12
 """A track shorter than this (about half a second) is not scored."""
@@ -116,38 +116,6 @@ def score_input(method: SyncMethod, inp: SyncInput, shifts: np.ndarray,
     from avsync.segments import evidence_of
 
     return evidence_of(method, inp, shifts, n_null, drift=False).curve_score(shifts)
-
-
-def drift_windows(inp: SyncInput, window_s: float = DRIFT_WINDOW_S) -> list[tuple[int, int]]:
-    """Frames [start, stop) of the consecutive drift windows of ``window_s`` (none when the
-    input holds fewer than two)."""
-    win = max(MIN_TRACK_FRAMES, int(round(window_s * inp.fps)))
-    if inp.n_frames < 2 * win:
-        return []
-    return [(start, start + win) for start in range(0, inp.n_frames - win + 1, win)]
-
-
-DRIFT_N_NULL: int = 4
-"""Circular displacements behind each drift point's confidence."""
-
-
-def drift_requests(inp: SyncInput, windows: list[tuple[int, int]], shifts: np.ndarray) -> list:
-    """One segments.CurveRequest per drift window: the window and its DRIFT_N_NULL displacements."""
-    from avsync.segments import CurveRequest
-
-    max_shift = int(np.max(np.abs(shifts)))
-    return [CurveRequest(inp.window(a, b), null_displacements(b - a, max_shift, DRIFT_N_NULL))
-            for a, b in windows]
-
-
-def drift_points(method: SyncMethod, inp: SyncInput, shifts: np.ndarray,
-                 window_s: float = DRIFT_WINDOW_S) -> list[DriftPoint]:
-    """Offset in consecutive windows of ``window_s`` so drift over time is visible."""
-    from avsync.segments import drift_point, score_requests
-
-    windows = drift_windows(inp, window_s)
-    tables = score_requests(method, drift_requests(inp, windows, shifts), shifts)
-    return [drift_point(inp, w, t, shifts) for w, t in zip(windows, tables, strict=True)]
 
 
 def _timed(frames: Iterator, clock: dict) -> Iterator:

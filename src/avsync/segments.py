@@ -78,16 +78,21 @@ class CurveRequest:
     rolls: np.ndarray
 
 
-def request_scores(method: SyncMethod, req: CurveRequest, shifts: np.ndarray) -> np.ndarray:
-    """(1 + R, K) float64: ``method.score`` of the input, then of each displacement (batched
-    when the method has ``score_rolls(inp, rolls, shifts) -> (R, K)``, methods.CorrelationMethod)."""
-    scores = np.asarray(method.score(req.inp, shifts), dtype=np.float64)
+def null_scores(method: SyncMethod, req: CurveRequest, shifts: np.ndarray) -> np.ndarray:
+    """(R, K) float64: ``method.score`` of each displacement of the request's input (batched when
+    the method has ``score_rolls(inp, rolls, shifts) -> (R, K)``, methods.CorrelationMethod)."""
     if hasattr(method, "score_rolls"):
         nulls = np.asarray(method.score_rolls(req.inp, req.rolls, shifts), np.float64)
     else:
         nulls = np.array([np.asarray(method.score(req.inp.rolled(int(r)), shifts), np.float64)
                           for r in req.rolls])
-    return np.vstack([scores[None], nulls.reshape(len(req.rolls), len(shifts))])
+    return nulls.reshape(len(req.rolls), len(shifts))
+
+
+def request_scores(method: SyncMethod, req: CurveRequest, shifts: np.ndarray) -> np.ndarray:
+    """(1 + R, K) float64: ``method.score`` of the input, then :func:`null_scores`."""
+    scores = np.asarray(method.score(req.inp, shifts), dtype=np.float64)
+    return np.vstack([scores[None], null_scores(method, req, shifts)])
 
 
 def score_requests(method: SyncMethod, requests: list[CurveRequest], shifts: np.ndarray
@@ -104,9 +109,9 @@ def score_requests(method: SyncMethod, requests: list[CurveRequest], shifts: np.
 def score_segment(method: SyncMethod, seg: SyncInput, shifts: np.ndarray, n_null: int,
                   drift: bool) -> SegmentScore:
     """The method's curve on one segment, on its ``n_null`` circular displacements, and the
-    segment's drift points (``inference.drift_points``) when ``drift``: all asked of the method
-    at once (:func:`score_requests`)."""
-    from avsync.inference import drift_requests, drift_windows, null_displacements
+    segment's drift points (:func:`drift_windows`) when ``drift``: all asked of the method at once
+    (:func:`score_requests`)."""
+    from avsync.inference import null_displacements
 
     rolls = null_displacements(seg.n_frames, int(np.max(np.abs(shifts))), n_null)
     windows = drift_windows(seg) if drift else []
@@ -126,6 +131,31 @@ def curve_of(scores: np.ndarray, nulls: np.ndarray, shifts: np.ndarray):
     spread = max(float(null_peaks.std()), 1e-3 * max(abs(float(null_peaks.mean())), 1e-6))
     confidence = float((scores[best] - null_peaks.mean()) / spread)
     return CurveScore(shifts, scores, peak_frames(shifts, scores), confidence)
+
+
+DRIFT_N_NULL: int = 4
+"""Circular displacements behind each drift point's confidence."""
+
+
+def drift_windows(inp: SyncInput, window_s: float = DRIFT_WINDOW_S) -> list[tuple[int, int]]:
+    """Frames [start, stop) of the consecutive drift windows of ``window_s`` (none when the
+    input holds fewer than two), so drift over time is visible."""
+    from avsync.inference import MIN_TRACK_FRAMES
+
+    win = max(MIN_TRACK_FRAMES, int(round(window_s * inp.fps)))
+    if inp.n_frames < 2 * win:
+        return []
+    return [(start, start + win) for start in range(0, inp.n_frames - win + 1, win)]
+
+
+def drift_requests(inp: SyncInput, windows: list[tuple[int, int]], shifts: np.ndarray
+                   ) -> list[CurveRequest]:
+    """One CurveRequest per drift window: the window and its DRIFT_N_NULL displacements."""
+    from avsync.inference import null_displacements
+
+    max_shift = int(np.max(np.abs(shifts)))
+    return [CurveRequest(inp.window(a, b), null_displacements(b - a, max_shift, DRIFT_N_NULL))
+            for a, b in windows]
 
 
 def drift_point(inp: SyncInput, window: tuple[int, int], table: np.ndarray, shifts: np.ndarray

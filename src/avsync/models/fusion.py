@@ -175,16 +175,16 @@ class FusedMethod:
 
     def _member_requests_shared(self, i: int, requests: list, shifts_frames: np.ndarray) -> list[np.ndarray]:
         """``_member_requests`` with requests[1:] on a warm copy of member i (score_requests)."""
-        from avsync.segments import CurveRequest, request_scores, score_requests
+        from avsync.segments import null_scores, score_requests
 
         member = self._members[i]
         if not hasattr(member, "warm_copy") or len(requests) < 2 or self._pool is None:
             return self._member_requests(i, requests, shifts_frames)
         t0 = time.perf_counter()
         first = requests[0]
-        request_scores(member, CurveRequest(first.inp, first.rolls[:0]), shifts_frames)  # warms the caches
+        base = np.asarray(member.score(first.inp, shifts_frames), np.float64)  # fills the caches
         rest = self._pool.submit(score_requests, member.warm_copy(), requests[1:], shifts_frames)
-        out = [request_scores(member, first, shifts_frames), *rest.result()]
+        out = [np.vstack([base[None], null_scores(member, first, shifts_frames)]), *rest.result()]
         self._seconds[i] += time.perf_counter() - t0
         return out
 
