@@ -14,7 +14,8 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.signal import butter, sosfiltfilt
+
+from avsync.models.bandpass import butter_bandpass_sos, sosfiltfilt
 
 AudioAt = Callable[[float], np.ndarray]
 
@@ -22,8 +23,7 @@ AudioAt = Callable[[float], np.ndarray]
 @functools.lru_cache(maxsize=64)
 def _band_sos(low_hz: float, high_hz: float, fps: float) -> np.ndarray:
     """Second-order sections of the 2nd-order Butterworth band-pass (designed once per rate)."""
-    sos = butter(2, [low_hz, high_hz], btype="band", fs=fps, output="sos")
-    return sos
+    return butter_bandpass_sos(2, low_hz, high_hz, fps)
 
 
 def bandpass_axis(x: np.ndarray, fps: float, axis: int = 0, low_hz: float = 1.0,
@@ -33,7 +33,7 @@ def bandpass_axis(x: np.ndarray, fps: float, axis: int = 0, low_hz: float = 1.0,
     n = x.shape[axis]
     if n < 16:
         return x - x.mean(axis=axis, keepdims=True)
-    sos = _band_sos(float(low_hz), float(high_hz), float(fps)).copy()  # (scipy wants it writable)
+    sos = _band_sos(float(low_hz), float(high_hz), float(fps))
     padlen = min(n - 1, 3 * (2 * len(sos) + 1))
     return sosfiltfilt(sos, x, axis=axis, padlen=padlen)
 
