@@ -1,6 +1,7 @@
 """Do two versions of the code give the same answers? ``detect`` (default method) on real clips.
 
     python benchmarks/same_answers.py --reference-src /tmp/ref/src [--clips ../shared/data/realclips] [--n 16]
+        [--method NAME (default: the package's default)]
 
 ``--reference-src``: a ``src`` folder of the code to compare with (``git archive <commit> src |
 tar -x -C /tmp/ref``). ``--n`` clips of kind ``real`` of the MANIFEST, spread evenly over it in
@@ -23,20 +24,21 @@ HERE_SRC = Path(__file__).resolve().parents[1] / "src"
 
 CHILD = r"""
 import json, sys
-from avsync.inference import detect
-for p in sys.argv[1:]:
+from avsync.inference import DEFAULT_METHOD, detect
+method = sys.argv[1] or DEFAULT_METHOD
+for p in sys.argv[2:]:
     try:
-        r = detect(p)
+        r = detect(p, method=method)
         print(json.dumps([p, r.offset_frames, r.confidence]))
     except Exception as exc:  # a clip either version cannot score: compared as text
         print(json.dumps([p, str(exc)[:80], None]))
 """
 
 
-def answers(src: Path, paths: list[str]) -> list[list]:
+def answers(src: Path, paths: list[str], method: str = "") -> list[list]:
     env = dict(os.environ, PYTHONPATH=str(src))
-    out = subprocess.run([sys.executable, "-c", CHILD, *paths], env=env, capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run([sys.executable, "-c", CHILD, method, *paths], env=env, capture_output=True,
+                         text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{src}: {out.stderr[-2000:]}")
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("[")]
@@ -47,13 +49,14 @@ def main() -> None:
     ap.add_argument("--reference-src", type=Path, required=True)
     ap.add_argument("--clips", type=Path, default=Path("../shared/data/realclips"))
     ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--method", default="", help="a method name (default: the package's default)")
     args = ap.parse_args()
     with open(args.clips / "MANIFEST.tsv", newline="", encoding="utf-8") as fh:
         rows = sorted((r for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "real"),
                       key=lambda r: r["path"])
     picked = rows[::max(1, len(rows) // args.n)][:args.n]
     paths = [str(args.clips / r["path"]) for r in picked]
-    before, after = answers(args.reference_src, paths), answers(HERE_SRC, paths)
+    before, after = answers(args.reference_src, paths, args.method), answers(HERE_SRC, paths, args.method)
     print("| clip | reference: offset / confidence | this checkout | same |\n|---|---|---|---|")
     differ = 0
     for a, b in zip(before, after, strict=True):

@@ -197,3 +197,31 @@ def test_log_mel_shape() -> None:
     lm = log_mel(_noise(16_000))
     assert lm.shape == (101, N_MELS)
     assert np.isfinite(lm).all()
+
+
+@pytest.mark.parametrize("n_samples", [2, 161, 16000, 16000 * 3 + 77])
+def test_power_spectrogram_matches_torch_stft(n_samples: int) -> None:
+    """numpy's FFT in place of torch.stft (centred frames, periodic Hann): float32 rounding."""
+    torch = pytest.importorskip("torch")
+    from avsync.features import power_spectrogram
+
+    x = (np.random.default_rng(n_samples).standard_normal(n_samples) * 0.1).astype(np.float32)
+    spec = torch.stft(torch.from_numpy(x), n_fft=AUDIO_WIN_SAMPLES, hop_length=AUDIO_HOP_SAMPLES,
+                      window=torch.hann_window(AUDIO_WIN_SAMPLES), center=True,
+                      pad_mode="constant", return_complex=True)
+    ref = (spec.abs() ** 2).T.numpy()
+    ours = power_spectrogram(x)
+    assert ours.shape == ref.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-6 * float(ref.max()))
+
+
+def test_classical_audio_features_do_not_import_torch() -> None:
+    """avcorr's audio analysis (no log-mel) runs without torch (~0.75 s of start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from avsync.features import audio_features; "
+            "audio_features(np.random.default_rng(0).standard_normal(32000).astype(np.float32)); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from avsync.timing import AUDIO_HOP_SAMPLES, AUDIO_WIN_SAMPLES, SAMPLE_RATE_HZ
 
@@ -54,18 +55,30 @@ def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m.astype(np.float32)
 
 
+def hann_window(win: int) -> np.ndarray:
+    """(win,) float32 periodic Hann window (``torch.hann_window``'s default, to float rounding)."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)).astype(np.float32)
+
+
+def frame_power(seg: np.ndarray, n: int, hop: int = AUDIO_HOP_SAMPLES,
+                win: int = AUDIO_WIN_SAMPLES) -> np.ndarray:
+    """|FFT|^2 of the first ``n`` Hann-windowed frames ``seg[i * hop: i * hop + win]``:
+    (n, win // 2 + 1) float32. numpy's FFT, not torch's: the classical methods then run without
+    importing torch (~0.75 s); the powers agree with ``torch.stft`` to float32 rounding."""
+    frames = sliding_window_view(np.asarray(seg, np.float32), win)[::hop][:n] * hann_window(win)
+    spec = np.fft.rfft(frames, axis=1)
+    return (spec.real**2 + spec.imag**2).astype(np.float32)
+
+
 def power_spectrogram(samples: np.ndarray, hop: int = AUDIO_HOP_SAMPLES,
                       win: int = AUDIO_WIN_SAMPLES) -> np.ndarray:
-    """|STFT|^2 with centred frames: (n_hops, win // 2 + 1); frame i is centred on sample i*hop."""
-    import torch  # here, not at import: the face analysis starts without it (inference.detect)
-
-    x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-    if x.numel() < 2:
-        x = torch.zeros(2)
-    spec = torch.stft(x, n_fft=win, hop_length=hop, win_length=win,
-                      window=torch.hann_window(win), center=True, pad_mode="constant",
-                      return_complex=True)
-    return (spec.abs() ** 2).T.numpy()
+    """|STFT|^2 with centred frames: (n_hops, win // 2 + 1); frame i is centred on sample i*hop
+    (``torch.stft(center=True, pad_mode="constant")``'s framing)."""
+    x = np.asarray(samples, np.float32).reshape(-1)
+    if x.size < 2:
+        x = np.zeros(2, np.float32)
+    padded = np.concatenate([np.zeros(win // 2, np.float32), x, np.zeros(win // 2, np.float32)])
+    return frame_power(padded, 1 + (len(padded) - win) // hop, hop, win)
 
 
 @dataclass
@@ -156,13 +169,7 @@ class FeatureAccumulator:
             self._n_pending = len(buf) - start
 
     def _block(self, seg: np.ndarray, n: int) -> None:
-        import torch
-
-        x = torch.from_numpy(np.ascontiguousarray(seg, dtype=np.float32))
-        spec = torch.stft(x, n_fft=AUDIO_WIN_SAMPLES, hop_length=AUDIO_HOP_SAMPLES,
-                          win_length=AUDIO_WIN_SAMPLES, window=torch.hann_window(AUDIO_WIN_SAMPLES),
-                          center=False, return_complex=True)
-        power = (spec.abs() ** 2).T.numpy()[:n]
+        power = frame_power(seg, n)
         eps = 1e-8
         logmel = np.log(power @ self._fb + eps)
         if self.keep_logmel:
