@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import torch
 
 SCORING_THREADS: int = 1
 """Torch intra-op threads while a neural method scores a track (at most; never raised). Its ops
@@ -18,7 +17,12 @@ offset and confidence (docs/BENCHMARKS.md "Speed v2")."""
 
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
-    """At most ``n`` torch intra-op threads inside the block (the count is restored after)."""
+    """At most ``n`` torch intra-op threads inside the block (the count is restored after).
+    Nothing to do when torch is not loaded (the classical methods never import it: ~0.75 s)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
     if n >= before:
         yield

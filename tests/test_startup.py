@@ -1,0 +1,45 @@
+"""What ``detect`` imports: the heavy modules only where a method needs them (start-up time).
+
+``scipy.signal`` (~0.5 s, models.bandpass replaces it) is imported by no method's ``detect``;
+torch (~0.75 s) only by the neural methods (the default among them): the audio features use
+numpy's FFT and ``models.threads`` imports torch lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CHILD = """
+import json, sys
+from avsync.inference import detect
+r = detect(sys.argv[1], method=sys.argv[2])
+print(json.dumps({"torch": "torch" in sys.modules,
+                  "scipy_signal": any(m.startswith("scipy.signal") for m in sys.modules),
+                  "offset": r.offset_frames}))
+"""
+
+
+def _imports(clip: Path, method: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(clip), method], capture_output=True,
+                         text=True, check=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_avcorr_detect_imports_neither_torch_nor_scipy_signal(example_clip: Path) -> None:
+    got = _imports(example_clip, "avcorr")
+    assert got == {"torch": False, "scipy_signal": False, "offset": got["offset"]}
+
+
+@pytest.mark.slow
+def test_default_detect_does_not_import_scipy_signal(example_clip: Path) -> None:
+    from avsync.inference import DEFAULT_METHOD
+
+    got = _imports(example_clip, DEFAULT_METHOD)
+    assert got["torch"] is True  # the default is a neural fusion: it needs torch
+    assert got["scipy_signal"] is False
