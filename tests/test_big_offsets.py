@@ -244,3 +244,34 @@ def test_summary_mentions_container_offset_and_wide_search():
     assert "after the video stream" in _summary(result(1500.0, 0.0))
     plain = _summary(result(0.0, 0.0))
     assert "container" not in plain and "searched" not in plain
+
+
+def _drift_everywhere(analysis, audio, method):
+    """The wide search's scoring before the candidates skipped their drift windows: every
+    centre scored in full (passing ``score_at`` turns the skip off)."""
+    from avsync.inference import synchronise
+
+    return lambda centres: [synchronise(analysis, delayed(audio, c, FPS) if c else audio, FPS,
+                                        method, 15, True) for c in centres]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method_name", "planted_ms"), [("avcorr", 2000), ("avcorr", 0),
+                                                         ("stacked", -2000)])
+def test_candidates_without_drift_give_the_same_answer(realclip, tmp_path, method_name, planted_ms):
+    """Coarse peaks are refined without drift windows and only a winner is scored again with
+    them (on the tracks' kept video inputs): the same tracks, drift points, curve and search
+    record as scoring every centre in full, whether a peak wins (planted offset) or not."""
+    path = realclip(CLIP)
+    keep = method_name != "avcorr"
+    analysis = analyse_video(path, keep_crops=keep)
+    moved = shift_audio(path, tmp_path / "moved.mkv", -planted_ms) if planted_ms else path
+    audio = analyse_audio(moved)
+    got = synchronise_wide(analysis, audio, FPS, create_model(method_name), 15, True, 5000.0)
+    ref = synchronise_wide(analysis, audio, FPS, create_model(method_name), 15, True, 5000.0,
+                           score_at=_drift_everywhere(analysis, audio, create_model(method_name)))
+    assert got[0] == ref[0] and got[2] == ref[2]
+    assert (got[1].offset_frames, got[1].confidence) == (ref[1].offset_frames, ref[1].confidence)
+    np.testing.assert_array_equal(got[1].scores, ref[1].scores)
+    assert any(t.drift for t in got[0])  # drift points were computed for the answer
+    assert (got[2].centre_ms != 0.0) == (planted_ms != 0)  # a peak won exactly when planted

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -201,11 +201,19 @@ def analyse_audio(path: str | Path, audio_stream: int | None = None,
     return feats
 
 
-def neural_input(track: Track, audio: AudioFeatures, fps: float):
+def neural_input(track: Track, audio: AudioFeatures, fps: float, roots: dict | None = None):
     """The track as a NeuralInput (mouth crops, lips, blendshapes, log-mel), or None when the
-    analysis kept no crops or the audio features carry no log-mel."""
+    analysis kept no crops or the audio features carry no log-mel.
+
+    roots: track_id -> the first NeuralInput made of that track, shared by calls that score
+    the same tracks against moved audio (search.synchronise_wide): later calls get that input's
+    visual arrays with their own audio and it as ``root``, so a method keeps the track's video
+    embeddings (and lip flow) between the calls instead of recomputing them."""
     if not track.mouth or audio.logmel is None:
         return None
+    root = None if roots is None else roots.get(track.track_id)
+    if root is not None:
+        return replace(root, logmel=audio.logmel, audio_start_s=audio.start_s, root=root)
     from avsync.face.landmarks import BLENDSHAPE_NAMES
     from avsync.face.mouth import SIGNAL_NAMES
     from avsync.models.neural import NeuralInput
@@ -213,23 +221,28 @@ def neural_input(track: Track, audio: AudioFeatures, fps: float):
     b0 = SIGNAL_NAMES.index(BLENDSHAPE_NAMES[0])
     from avsync.face.rows import rows_array
 
-    return NeuralInput(fps, np.asarray(track.time_s, np.float64), rows_array(track.mouth),
+    ninp = NeuralInput(fps, np.asarray(track.time_s, np.float64), rows_array(track.mouth),
                        rows_array(track.lips).astype(np.float32),
                        track.signal_matrix()[:, b0: b0 + len(BLENDSHAPE_NAMES)], audio.logmel,
                        audio.start_s, np.asarray(track.valid, bool))
+    if roots is not None:
+        roots[track.track_id] = ninp
+    return ninp
 
 
-def track_input(track: Track, audio: AudioFeatures, fps: float) -> SyncInput:
+def track_input(track: Track, audio: AudioFeatures, fps: float, roots: dict | None = None) -> SyncInput:
+    """What a method sees of ``track`` against ``audio`` (roots: see :func:`neural_input`)."""
     return SyncInput(fps, np.asarray(track.time_s, np.float64), track.signal_matrix(), audio,
-                     neural_input(track, audio, fps))
+                     neural_input(track, audio, fps, roots))
 
 
 def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, method: SyncMethod,
                 max_offset_frames: int = DEFAULT_MAX_OFFSET_FRAMES, drift: bool = True,
-                n_null: int = N_NULL) -> tuple[list[TrackResult], CurveScore]:
+                n_null: int = N_NULL, roots: dict | None = None) -> tuple[list[TrackResult], CurveScore]:
     """Score every long-enough track; combine the speaking tracks into one curve.
 
-    n_null: circular displacements behind each track's confidence (fewer: faster, noisier)."""
+    n_null: circular displacements behind each track's confidence (fewer: faster, noisier);
+    roots: shared by calls on the same tracks with moved audio (:func:`neural_input`)."""
     shifts = shifts_for(max_offset_frames)
     tracks = [t for t in analysis.tracks if t.n_frames >= MIN_TRACK_FRAMES]
     if not tracks:
@@ -241,7 +254,7 @@ def synchronise(analysis: VisualAnalysis, audio: AudioFeatures, fps: float, meth
     def score_tracks(m: SyncMethod, todo: list[Track]) -> list:
         out = []
         for track in todo:
-            ev = evidence_of(m, track_input(track, audio, fps), shifts, n_null, drift)
+            ev = evidence_of(m, track_input(track, audio, fps, roots), shifts, n_null, drift)
             ev.track_id, ev.shot = track.track_id, track.shot
             out.append(ev)
         return out
