@@ -156,9 +156,12 @@ def test_shift_samples_late_beyond_length_is_silence(n: int, k: int, fps: Fracti
 @settings(deadline=None, max_examples=50)
 @given(n=st.integers(1, 3000), extra=st.integers(1, 40), fps=st.sampled_from(FPS_EXACT))
 @example(n=1000, extra=1, fps=Fraction(25))  # k=-2: n=-1280, out[:-280] vs samples[1280:]
+@example(n=2135, extra=1, fps=Fraction(30000, 1001))  # 4 frames = 2135.4 samples: not beyond
 def test_shift_samples_early_beyond_length_is_silence(n: int, extra: int, fps: Fraction) -> None:
     # k frames early with round(k * 16000 / fps) > n: every sample leaves the signal
     k = -int(n * fps // SAMPLE_RATE_HZ + extra)
+    while -_expected_samples(k, fps) <= n:  # floor(n * fps / sr) + 1 frames can round to n
+        k -= 1
     assert -_expected_samples(k, fps) > n
     x = np.ones(n, np.float32)
     y = shift_samples(x, k, float(fps))
