@@ -43,3 +43,20 @@ def test_default_detect_does_not_import_scipy_signal(example_clip: Path) -> None
     got = _imports(example_clip, DEFAULT_METHOD)
     assert got["torch"] is True  # the default is a neural fusion: it needs torch
     assert got["scipy_signal"] is False
+
+
+def test_a_bad_file_fails_before_the_model_is_built(tmp_path: Path) -> None:
+    """The file is probed before the default (a neural fusion) is built: the one-line error
+    comes without importing torch (~0.75 s); a bad method name still fails first."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    code = ("import sys\nfrom avsync.errors import AvsyncError\nfrom avsync.inference import detect\n"
+            "for method in ('stacked', 'nope'):\n"
+            "    try:\n        detect(sys.argv[1], method=method)\n"
+            "    except AvsyncError as exc:\n        print(str(exc).splitlines()[0])\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.strip().splitlines()
+    assert "not a media file" in out[0]
+    assert "unknown method 'nope'" in out[1]
+    assert out[2] == "False"

@@ -21,7 +21,14 @@ from avsync.io import iter_video_frames, probe
 from avsync.io.audio import describe_audio_stream, iter_audio_blocks
 from avsync.io.orientation import parse_rotate
 from avsync.models.calibration import refine_peak, round_frames
-from avsync.models.registry import DEFAULT_METHOD, SyncInput, SyncMethod, create_model, needs_neural
+from avsync.models.registry import (
+    DEFAULT_METHOD,
+    SyncInput,
+    SyncMethod,
+    check_model,
+    create_model,
+    needs_neural,
+)
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, frames_to_ms
 from avsync.types import SyncResult, TrackResult
 
@@ -325,6 +332,9 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
         raise AvsyncError("--max-offset-frames must be at least 1")
     search.check_max_offset_ms(max_offset_ms)
     parse_rotate(rotate)  # a bad value fails before any decoding
+    if isinstance(method, str):  # a bad name fails at once, a bad file before the model is built
+        check_model(method, weights=weights, s3fd_weights=s3fd_weights)
+    info = probe(path)  # (building a trained model imports torch: ~0.75 s)
     model = (create_model(method, weights=weights, s3fd_weights=s3fd_weights) if isinstance(method, str)
              else method)
     if hasattr(model, "detect_file"):  # peer models score whole files at 25 fps (avsync.peers)
@@ -333,7 +343,6 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
                               "(it follows the file's display matrix and searches +-max-offset-frames)")
         return model.detect_file(path, max_offset_frames=max_offset_frames, max_faces=max_faces,
                                  face_backend=face_backend, on_frame=on_frame)
-    info = probe(path)
     if not info.has_video:
         raise AvsyncError(f"{path}: the file has no video stream")
     if not info.has_audio:

@@ -100,24 +100,36 @@ def needs_neural(method: Any) -> bool:
     return bool(getattr(method, "needs_neural", False))
 
 
+def check_model(name: str = DEFAULT_METHOD, weights: str | Path | None = None,
+                s3fd_weights: str | Path | None = None) -> None:
+    """What :func:`create_model` refuses, without building the model (no torch import): an
+    unknown name, weights files given to a method that is not a peer, a missing checkpoint.
+    A peer's own weights are checked when it is built."""
+    _ensure_loaded()
+    if name in _REGISTRY and _REGISTRY[name].kind == "peer":
+        return
+    if weights is not None or s3fd_weights is not None:
+        raise AvsyncError(f"--weights/--s3fd-weights apply only to the peer methods "
+                          f"({', '.join(k for k, v in _REGISTRY.items() if v.kind == 'peer')}), not {name!r}")
+    if name.endswith(".safetensors"):
+        if not Path(name).is_file():
+            raise AvsyncError(f"checkpoint not found: {name}")
+        return
+    if name not in _REGISTRY:
+        raise AvsyncError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+
+
 def create_model(name: str = DEFAULT_METHOD, weights: str | Path | None = None,
                  s3fd_weights: str | Path | None = None) -> SyncMethod:
     """Instantiate a registered method by name, or load a ``.safetensors`` checkpoint path.
 
     weights / s3fd_weights: the user's weights files of the peer methods (kind "peer": syncnet_v2,
     wav2lip_expert; see avsync.peers), which need them; other methods take none."""
-    _ensure_loaded()
-    if name in _REGISTRY and _REGISTRY[name].kind == "peer":
+    check_model(name, weights, s3fd_weights)
+    if _REGISTRY.get(name) is not None and _REGISTRY[name].kind == "peer":
         return _REGISTRY[name].factory(weights=weights, s3fd_weights=s3fd_weights)
-    if weights is not None or s3fd_weights is not None:
-        raise AvsyncError(f"--weights/--s3fd-weights apply only to the peer methods "
-                          f"({', '.join(k for k, v in _REGISTRY.items() if v.kind == 'peer')}), not {name!r}")
     if name.endswith(".safetensors"):
         from avsync.models.scoring import NeuralSyncMethod
 
-        if not Path(name).is_file():
-            raise AvsyncError(f"checkpoint not found: {name}")
         return NeuralSyncMethod.from_checkpoint(name)
-    if name not in _REGISTRY:
-        raise AvsyncError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name].factory()
