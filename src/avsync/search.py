@@ -205,26 +205,23 @@ def synchronise_wide(analysis: VisualAnalysis, audio: AudioFeatures, fps: float,
     """
     from avsync.inference import CONFIDENCE_THRESHOLD, MIN_TRACK_FRAMES, synchronise
 
-    rescore = None  # (centre -> (tracks, CurveScore) with drift) when candidates skip it
+    rescore = None  # centre -> (tracks, CurveScore) with drift, when the peaks were scored without
     if score_at is None:
-        moved: dict[int, AudioFeatures] = {}
         roots: dict = {}  # the tracks' visual inputs, kept across centres (inference.neural_input)
 
         def scored(c: int, with_drift: bool) -> tuple:
-            audio_c = moved.setdefault(c, delayed(audio, c, fps) if c else audio)
-            return synchronise(analysis, audio_c, fps, method, max_offset_frames, with_drift,
-                               roots=roots)
+            return synchronise(analysis, delayed(audio, c, fps) if c else audio, fps, method,
+                               max_offset_frames, with_drift, roots=roots)
 
         def score_at(centres: list[int]) -> list[tuple]:
             """Centre 0 with drift (it is usually the answer); the coarse peaks without: their
-            offsets and confidences do not depend on it, and most of them lose."""
+            offsets and confidences do not depend on it, and most of them lose. A winning peak
+            is scored again with drift (``rescore``): in full but for the video side, which the
+            kept ``roots`` let the trained models reuse."""
             return [scored(c, drift and c == 0) for c in centres]
 
         if drift:
-            def rescore(c: int) -> tuple:
-                """The winning peak's drift: its curve and nulls come from the method's caches
-                (same method, same moved audio), only the drift windows are scored."""
-                return scored(c, True)
+            rescore = lambda c: scored(c, True)  # noqa: E731
 
     check_max_offset_ms(max_offset_ms)
     auto = max_offset_ms is None

@@ -126,7 +126,7 @@ def create_model(name: str = DEFAULT_METHOD, weights: str | Path | None = None,
     weights / s3fd_weights: the user's weights files of the peer methods (kind "peer": syncnet_v2,
     wav2lip_expert; see avsync.peers), which need them; other methods take none."""
     check_model(name, weights, s3fd_weights)
-    if _REGISTRY.get(name) is not None and _REGISTRY[name].kind == "peer":
+    if name in _REGISTRY and _REGISTRY[name].kind == "peer":
         return _REGISTRY[name].factory(weights=weights, s3fd_weights=s3fd_weights)
     if name.endswith(".safetensors"):
         from avsync.models.scoring import NeuralSyncMethod
