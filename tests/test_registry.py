@@ -86,6 +86,26 @@ def test_create_model(name: str) -> None:
     assert callable(model.score)
 
 
+def test_is_neural_name_says_what_the_built_model_needs() -> None:
+    """detect forks its face analysis before building the model (avsync.forked): whether to keep
+    crops comes from the name alone and must match the built model's ``needs_neural``."""
+    from avsync.models.registry import is_neural_name, needs_neural
+
+    checked = 0
+    for info in available_models():
+        if info.kind == "peer":
+            assert not is_neural_name(info.name)  # peers score whole files their own way
+            continue
+        try:
+            model = create_model(info.name)
+        except AvsyncError:  # a trained method without shipped weights
+            continue
+        assert is_neural_name(info.name) == needs_neural(model), info.name
+        checked += 1
+    assert checked >= 8
+    assert is_neural_name("some/checkpoint.safetensors")
+
+
 def test_create_model_default_is_the_fusion() -> None:
     assert create_model().name == DEFAULT_METHOD == "stacked"
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from avsync.models.registry import (
     SyncMethod,
     check_model,
     create_model,
+    is_neural_name,
     needs_neural,
 )
 from avsync.timing import DEFAULT_MAX_OFFSET_FRAMES, frames_to_ms
@@ -326,7 +328,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     weights / s3fd_weights: the user's files for the peer methods (avsync.peers).
     audio_stream: which audio stream to use (0 = first; None = the default one).
     fast: landmarks on every other frame (see analyse_video; a measured accuracy cost)."""
-    from avsync import search, streaming
+    from avsync import search
 
     if max_offset_frames < 1:
         raise AvsyncError("--max-offset-frames must be at least 1")
@@ -335,6 +337,47 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     if isinstance(method, str):  # a bad name fails at once, a bad file before the model is built
         check_model(method, weights=weights, s3fd_weights=s3fd_weights)
     info = probe(path)  # (building a trained model imports torch: ~0.75 s)
+    early = _early_face_analysis(path, info, method, max_faces, on_frame, face_backend, rotate,
+                                 audio_stream, fast)
+    try:
+        return _detect(path, info, method, max_offset_frames, max_faces, drift, on_frame, face_backend,
+                       max_offset_ms, rotate, weights, s3fd_weights, audio_stream, fast, early)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _early_face_analysis(path: str | Path, info: Any, method: str | SyncMethod, max_faces: int,
+                         on_frame: Callable[[int], None] | None, face_backend: str,
+                         rotate: str | int | None, audio_stream: int | None, fast: bool) -> Any:
+    """The face analysis started in a forked child (avsync.forked) when a trained method is
+    still to be built (its torch import then overlaps the analysis), else None. Files with
+    problems the probe shows, and long files (scored segment by segment with the model,
+    avsync.streaming), are left to ``_detect``."""
+    from avsync import streaming
+    from avsync.forked import Forked, fork_wanted
+
+    if not (isinstance(method, str) and is_neural_name(method) and info.has_video and info.has_audio
+            and not streaming.wanted(info.duration_s, info.fps) and fork_wanted()):
+        return None
+    describe_audio_stream(path, audio_stream)  # a bad stream number fails here, before the fork
+
+    def analyse(progress: Callable[[int], None]) -> tuple[VisualAnalysis, dict]:
+        clock: dict[str, float] = {"decode": 0.0}
+        analysis = analyse_video(path, max_faces=max_faces, on_frame=progress, clock=clock,
+                                 face_backend=face_backend, keep_crops=True, rotate=rotate, fast=fast)
+        return analysis, clock
+
+    return Forked(analyse, on_progress=on_frame)
+
+
+def _detect(path: str | Path, info: Any, method: str | SyncMethod, max_offset_frames: int,
+            max_faces: int, drift: bool, on_frame: Callable[[int], None] | None, face_backend: str,
+            max_offset_ms: float | None, rotate: str | int | None, weights: str | Path | None,
+            s3fd_weights: str | Path | None, audio_stream: int | None, fast: bool, early: Any
+            ) -> SyncResult:
+    from avsync import search, streaming
+
     model = (create_model(method, weights=weights, s3fd_weights=s3fd_weights) if isinstance(method, str)
              else method)
     if hasattr(model, "detect_file"):  # peer models score whole files at 25 fps (avsync.peers)
@@ -353,7 +396,10 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     audio = analyse_audio(path, audio_stream, logmel=needs_neural(model))
     clock["audio"] = time.perf_counter() - t0
     score_at = None
-    if streaming.wanted(info.duration_s, info.fps):  # long files: segment by segment
+    if early is not None:  # started in a child before the model was built
+        analysis, child_clock = early.result()
+        clock.update(child_clock)
+    elif streaming.wanted(info.duration_s, info.fps):  # long files: segment by segment
         analysis, score_at = streaming.stream_video(
             path, audio, info.fps, model, max_offset_frames, max_offset_ms, drift, N_NULL, max_faces,
             face_backend, rotate, on_frame, clock, FAST_STRIDE if fast else 1)

@@ -100,6 +100,15 @@ def needs_neural(method: Any) -> bool:
     return bool(getattr(method, "needs_neural", False))
 
 
+def is_neural_name(name: str) -> bool:
+    """Whether the method named ``name`` (checked by :func:`check_model`) is a trained model or
+    a fusion of them: built, it imports torch and reads neural inputs (``needs_neural``)."""
+    _ensure_loaded()
+    if name.endswith(".safetensors"):
+        return True
+    return name in _REGISTRY and _REGISTRY[name].kind in ("trained", "fusion")
+
+
 def check_model(name: str = DEFAULT_METHOD, weights: str | Path | None = None,
                 s3fd_weights: str | Path | None = None) -> None:
     """What :func:`create_model` refuses, without building the model (no torch import): an
