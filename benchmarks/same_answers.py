@@ -1,11 +1,13 @@
 """Do two versions of the code give the same answers? ``detect`` (default method) on real clips.
 
     python benchmarks/same_answers.py --reference-src /tmp/ref/src [--clips ../shared/data/realclips] [--n 16]
-        [--method NAME (default: the package's default)]
+        [--method NAME (default: the package's default)] [--fresh]
 
 ``--reference-src``: a ``src`` folder of the code to compare with (``git archive <commit> src |
 tar -x -C /tmp/ref``). ``--n`` clips of kind ``real`` of the MANIFEST, spread evenly over it in
-path order; each version scores them all in one fresh process. Prints offset and confidence of
+path order; each version scores them all in one fresh process (``--fresh``: each clip in a
+process of its own, so every ``detect`` is a process's first, as from the CLI: the default's
+face analysis then runs in a forked child, avsync.forked). Prints offset and confidence of
 each clip under both and flags any difference (offset, or confidence by 0.001 or more); exits 1
 when there is one. The speed issue's condition "identical offsets (and confidences within 0.1)".
 """
@@ -50,13 +52,16 @@ def main() -> None:
     ap.add_argument("--clips", type=Path, default=Path("../shared/data/realclips"))
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--method", default="", help="a method name (default: the package's default)")
+    ap.add_argument("--fresh", action="store_true", help="one process per clip")
     args = ap.parse_args()
     with open(args.clips / "MANIFEST.tsv", newline="", encoding="utf-8") as fh:
         rows = sorted((r for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "real"),
                       key=lambda r: r["path"])
     picked = rows[::max(1, len(rows) // args.n)][:args.n]
     paths = [str(args.clips / r["path"]) for r in picked]
-    before, after = answers(args.reference_src, paths, args.method), answers(HERE_SRC, paths, args.method)
+    groups = [[p] for p in paths] if args.fresh else [paths]
+    before = [a for g in groups for a in answers(args.reference_src, g, args.method)]
+    after = [a for g in groups for a in answers(HERE_SRC, g, args.method)]
     print("| clip | reference: offset / confidence | this checkout | same |\n|---|---|---|---|")
     differ = 0
     for a, b in zip(before, after, strict=True):
