@@ -15,12 +15,16 @@ from pathlib import Path
 import pytest
 
 CHILD = """
-import json, sys
+import json, resource, sys
+from avsync.forked import fork_wanted
 from avsync.inference import detect
+wanted = fork_wanted()
 r = detect(sys.argv[1], method=sys.argv[2])
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"torch": "torch" in sys.modules,
                   "scipy_signal": any(m.startswith("scipy.signal") for m in sys.modules),
-                  "offset": r.offset_frames}))
+                  "offset": r.offset_frames, "fork_wanted": wanted,
+                  "child_cpu": kids.ru_utime + kids.ru_stime > 0}))
 """
 
 
@@ -33,7 +37,8 @@ def _imports(clip: Path, method: str) -> dict:
 @pytest.mark.slow
 def test_avcorr_detect_imports_neither_torch_nor_scipy_signal(example_clip: Path) -> None:
     got = _imports(example_clip, "avcorr")
-    assert got == {"torch": False, "scipy_signal": False, "offset": got["offset"]}
+    assert got == {"torch": False, "scipy_signal": False, "offset": got["offset"],
+                   "fork_wanted": got["fork_wanted"], "child_cpu": False}  # no model to overlap: no fork
 
 
 @pytest.mark.slow
@@ -43,6 +48,9 @@ def test_default_detect_does_not_import_scipy_signal(example_clip: Path) -> None
     got = _imports(example_clip, DEFAULT_METHOD)
     assert got["torch"] is True  # the default is a neural fusion: it needs torch
     assert got["scipy_signal"] is False
+    # a process's first detect with a trained method: the face analysis ran in a forked child
+    # (avsync.forked) wherever forking is wanted (Linux, two or more threads)
+    assert got["child_cpu"] is got["fork_wanted"]
 
 
 def test_a_bad_file_fails_before_the_model_is_built(tmp_path: Path) -> None:
