@@ -108,8 +108,18 @@ class SegmentScorer:
                 self._emit(track, self.size)
 
     def close(self, tracker: Tracker) -> None:
-        for track in tracker.close():
-            self._flush(track)
+        """Score what the tracks still hold (their last segments), the fusions' members side by
+        side (``models.threads.members_side_by_side``): the face analysis is over, its cores free."""
+        from contextlib import ExitStack
+
+        from avsync.cpu import usable_threads
+        from avsync.models.threads import members_side_by_side
+
+        with ExitStack() as stack:
+            for method in self.methods:
+                stack.enter_context(members_side_by_side(method, usable_threads()))
+            for track in tracker.close():
+                self._flush(track)
 
     def _flush(self, track: Track) -> None:
         from avsync.inference import MIN_TRACK_FRAMES
