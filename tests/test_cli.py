@@ -381,3 +381,21 @@ def test_fix_refuses_low_confidence_detection(realclip, example_frames, tmp_path
     assert not out.exists()
     forced = run_inprocess("fix", str(dubbed), "-o", str(out), "--force")
     assert forced.exit_code == 0 and out.is_file()
+
+
+def test_the_command_ends_quickly_but_cleanly(tmp_path: Path) -> None:
+    """``avsync.cli.main`` ends the process with ``os._exit`` after the command (no interpreter
+    teardown): the exit code, the flushed output and the exit handlers are as before."""
+    code = ("import atexit, sys\nfrom avsync.cli import main\n"
+            "atexit.register(lambda: print('exit handler ran', flush=True))\n"
+            "sys.argv = ['avsync', *sys.argv[1:]]\nmain()\n")
+    ok = subprocess.run([sys.executable, "-c", code, "models"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0
+    assert "stacked" in ok.stdout and ok.stdout.rstrip().endswith("exit handler ran")
+    bad = subprocess.run([sys.executable, "-c", code, "detect", str(tmp_path / "missing.mp4")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
+    assert "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+    usage = subprocess.run([sys.executable, "-c", code, "detect", "--no-such-option"],
+                           capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2  # click's usage error, passed through

@@ -9,6 +9,7 @@ Every user-facing failure is one line on stderr and a non-zero exit, never a tra
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -293,7 +294,31 @@ _register_generation()
 
 
 def main() -> None:
-    app()
+    """The ``avsync`` command. Once the command has returned (its outputs written atomically and
+    closed, its progress bar stopped), the process ends without tearing the interpreter down:
+    the exit handlers run and the output is flushed, then ``os._exit`` skips the module teardown
+    and the C++ destructors of torch, LiteRT and OpenCV, ~0.25-0.3 s of every run
+    (docs/BENCHMARKS.md "Speed v9")."""
+    try:
+        app()  # typer's standalone mode ends with SystemExit
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"), as the interpreter would print it
+        print(code, file=sys.stderr)
+        code = 1
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (``| head``) or stream
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":
