@@ -327,7 +327,10 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     rotate: "auto" (the file's display matrix, as players do) or a forced clockwise turn.
     weights / s3fd_weights: the user's files for the peer methods (avsync.peers).
     audio_stream: which audio stream to use (0 = first; None = the default one).
-    fast: landmarks on every other frame (see analyse_video; a measured accuracy cost)."""
+    fast: landmarks on every other frame (see analyse_video; a measured accuracy cost).
+    on_frame(n): progress, frame n analysed; when a process's first call builds a trained
+    method, the face analysis runs in a forked child meanwhile (avsync.forked) and on_frame is
+    called from a thread that reads the child's progress."""
     from avsync import search
 
     if max_offset_frames < 1:
