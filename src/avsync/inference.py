@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -331,7 +332,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     on_frame(n): progress, frame n analysed; when a process's first call builds a trained
     method, the face analysis runs in a forked child meanwhile (avsync.forked) and on_frame is
     called from a thread that reads the child's progress."""
-    from avsync import search
+    from avsync import search, streaming
 
     if max_offset_frames < 1:
         raise AvsyncError("--max-offset-frames must be at least 1")
@@ -342,12 +343,58 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     info = probe(path)  # (building a trained model imports torch: ~0.75 s)
     early = _early_face_analysis(path, info, method, max_faces, on_frame, face_backend, rotate,
                                  audio_stream, fast)
-    try:
-        return _detect(path, info, method, max_offset_frames, max_faces, drift, on_frame, face_backend,
-                       max_offset_ms, rotate, weights, s3fd_weights, audio_stream, fast, early)
-    finally:
-        if early is not None:
-            early.close()
+    with early if early is not None else nullcontext():  # leaving it stops a child still running
+        model = (create_model(method, weights=weights, s3fd_weights=s3fd_weights) if isinstance(method, str)
+                 else method)
+        if hasattr(model, "detect_file"):  # peer models score whole files at 25 fps (avsync.peers)
+            if rotate != "auto" or max_offset_ms or audio_stream is not None or fast:
+                raise AvsyncError(f"{model.name} takes none of --rotate, --max-offset-ms, --audio-stream, "
+                                  "--fast (it follows the file's display matrix and searches "
+                                  "+-max-offset-frames)")
+            return model.detect_file(path, max_offset_frames=max_offset_frames, max_faces=max_faces,
+                                     face_backend=face_backend, on_frame=on_frame)
+        if not info.has_video:
+            raise AvsyncError(f"{path}: the file has no video stream")
+        if not info.has_audio:
+            raise AvsyncError(f"{path}: the file has no audio stream")
+        stream = describe_audio_stream(path, audio_stream)
+        clock: dict[str, float] = {"decode": 0.0}
+        t0 = time.perf_counter()
+        audio = analyse_audio(path, audio_stream, logmel=needs_neural(model))
+        clock["audio"] = time.perf_counter() - t0
+        score_at = None
+        if early is not None:  # started in a child before the model was built
+            analysis, child_clock = early.result()
+            clock.update(child_clock)
+        elif streaming.wanted(info.duration_s, info.fps):  # long files: segment by segment
+            analysis, score_at = streaming.stream_video(
+                path, audio, info.fps, model, max_offset_frames, max_offset_ms, drift, N_NULL, max_faces,
+                face_backend, rotate, on_frame, clock, FAST_STRIDE if fast else 1)
+        else:
+            analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
+                                     face_backend=face_backend, keep_crops=needs_neural(model),
+                                     rotate=rotate, fast=fast)
+        if analysis.n_frames < MIN_TRACK_FRAMES:
+            raise AvsyncError(f"{path}: the video has {analysis.n_frames} frame(s); "
+                              f"at least {MIN_TRACK_FRAMES} are needed")
+        fps = info.fps if info.fps and info.fps > 0 else _fps_from_times(analysis.frame_times_s)
+        fps = analysis.rate_fps or fps  # 50/60 fps videos: frames (and offsets) of the 25 fps grid
+        t1 = time.perf_counter()
+        tracks, cs, wide = search.synchronise_wide(analysis, audio, fps, model, max_offset_frames, drift,
+                                                max_offset_ms, score_at)
+        clock["scoring"] = time.perf_counter() - t1
+        return SyncResult(
+            path=str(path), method=model.name, fps=round(float(fps), 4),
+            duration_s=round(float(info.duration_s), 3), offset_frames=round_frames(cs.offset_frames),
+            offset_ms=round(frames_to_ms(cs.offset_frames, fps), 1),
+            confidence=round(cs.confidence, 3),
+            in_sync=abs(round_frames(cs.offset_frames)) <= IN_SYNC_TOLERANCE_FRAMES,
+            reliable=cs.confidence >= CONFIDENCE_THRESHOLD, tracks=tracks,
+            curve={"offset_frames": [int(s) for s in cs.shifts_frames],
+                   "score": [round(float(x), 5) for x in cs.scores]},
+            timings_s={k: round(v, 3) for k, v in clock.items()},
+            container_offset_ms=search.container_offset_ms(info.video_start_s, stream.start_s),
+            search_range_ms=wide.range_ms, audio_stream=asdict(stream))
 
 
 def _early_face_analysis(path: str | Path, info: Any, method: str | SyncMethod, max_faces: int,
@@ -356,7 +403,7 @@ def _early_face_analysis(path: str | Path, info: Any, method: str | SyncMethod, 
     """The face analysis started in a forked child (avsync.forked) when a trained method is
     still to be built (its torch import then overlaps the analysis), else None. Files with
     problems the probe shows, and long files (scored segment by segment with the model,
-    avsync.streaming), are left to ``_detect``."""
+    avsync.streaming), are left to ``detect`` itself."""
     from avsync import streaming
     from avsync.forked import Forked, fork_wanted
 
@@ -372,65 +419,6 @@ def _early_face_analysis(path: str | Path, info: Any, method: str | SyncMethod, 
         return analysis, clock
 
     return Forked(analyse, on_progress=on_frame)
-
-
-def _detect(path: str | Path, info: Any, method: str | SyncMethod, max_offset_frames: int,
-            max_faces: int, drift: bool, on_frame: Callable[[int], None] | None, face_backend: str,
-            max_offset_ms: float | None, rotate: str | int | None, weights: str | Path | None,
-            s3fd_weights: str | Path | None, audio_stream: int | None, fast: bool, early: Any
-            ) -> SyncResult:
-    from avsync import search, streaming
-
-    model = (create_model(method, weights=weights, s3fd_weights=s3fd_weights) if isinstance(method, str)
-             else method)
-    if hasattr(model, "detect_file"):  # peer models score whole files at 25 fps (avsync.peers)
-        if rotate != "auto" or max_offset_ms or audio_stream is not None or fast:
-            raise AvsyncError(f"{model.name} takes none of --rotate, --max-offset-ms, --audio-stream, --fast "
-                              "(it follows the file's display matrix and searches +-max-offset-frames)")
-        return model.detect_file(path, max_offset_frames=max_offset_frames, max_faces=max_faces,
-                                 face_backend=face_backend, on_frame=on_frame)
-    if not info.has_video:
-        raise AvsyncError(f"{path}: the file has no video stream")
-    if not info.has_audio:
-        raise AvsyncError(f"{path}: the file has no audio stream")
-    stream = describe_audio_stream(path, audio_stream)
-    clock: dict[str, float] = {"decode": 0.0}
-    t0 = time.perf_counter()
-    audio = analyse_audio(path, audio_stream, logmel=needs_neural(model))
-    clock["audio"] = time.perf_counter() - t0
-    score_at = None
-    if early is not None:  # started in a child before the model was built
-        analysis, child_clock = early.result()
-        clock.update(child_clock)
-    elif streaming.wanted(info.duration_s, info.fps):  # long files: segment by segment
-        analysis, score_at = streaming.stream_video(
-            path, audio, info.fps, model, max_offset_frames, max_offset_ms, drift, N_NULL, max_faces,
-            face_backend, rotate, on_frame, clock, FAST_STRIDE if fast else 1)
-    else:
-        analysis = analyse_video(path, max_faces=max_faces, on_frame=on_frame, clock=clock,
-                                 face_backend=face_backend, keep_crops=needs_neural(model),
-                                 rotate=rotate, fast=fast)
-    if analysis.n_frames < MIN_TRACK_FRAMES:
-        raise AvsyncError(f"{path}: the video has {analysis.n_frames} frame(s); "
-                          f"at least {MIN_TRACK_FRAMES} are needed")
-    fps = info.fps if info.fps and info.fps > 0 else _fps_from_times(analysis.frame_times_s)
-    fps = analysis.rate_fps or fps  # 50/60 fps videos: frames (and offsets) of the 25 fps grid
-    t1 = time.perf_counter()
-    tracks, cs, wide = search.synchronise_wide(analysis, audio, fps, model, max_offset_frames, drift,
-                                            max_offset_ms, score_at)
-    clock["scoring"] = time.perf_counter() - t1
-    return SyncResult(
-        path=str(path), method=model.name, fps=round(float(fps), 4),
-        duration_s=round(float(info.duration_s), 3), offset_frames=round_frames(cs.offset_frames),
-        offset_ms=round(frames_to_ms(cs.offset_frames, fps), 1),
-        confidence=round(cs.confidence, 3),
-        in_sync=abs(round_frames(cs.offset_frames)) <= IN_SYNC_TOLERANCE_FRAMES,
-        reliable=cs.confidence >= CONFIDENCE_THRESHOLD, tracks=tracks,
-        curve={"offset_frames": [int(s) for s in cs.shifts_frames],
-               "score": [round(float(x), 5) for x in cs.scores]},
-        timings_s={k: round(v, 3) for k, v in clock.items()},
-        container_offset_ms=search.container_offset_ms(info.video_start_s, stream.start_s),
-        search_range_ms=wide.range_ms, audio_stream=asdict(stream))
 
 
 def _fps_from_times(times: np.ndarray) -> float:
