@@ -33,6 +33,19 @@ def test_the_childs_value_and_progress_come_back() -> None:
     assert seen == [0, 1, 2]
 
 
+def test_fast_progress_is_thinned_but_ends_on_the_last_value() -> None:
+    seen: list[int] = []
+
+    def work(progress):
+        for n in range(1000):
+            progress(n)
+        return "done"
+
+    with Forked(work, on_progress=seen.append) as job:
+        assert job.result() == "done"
+    assert seen[0] == 0 and seen[-1] == 999 and len(seen) < 20  # at most one every 0.1 s, and the end
+
+
 def test_the_childs_error_is_raised_again_with_its_type_and_message() -> None:
     def work(progress):
         raise MediaError("clip.mp4: no frame decodes")

@@ -174,10 +174,13 @@ def _run_child(fn: Callable[[Callable[[int], None]], Any], write_fd: int) -> Non
                     pipe.write(body)
                     pipe.flush()
 
+            latest: list = [None, None]  # the last progress seen, the last sent
+
             def progress(n: int) -> None:
+                latest[0] = n
                 now = time.monotonic()
                 if now - last[0] >= PROGRESS_EVERY_S:
-                    last[0] = now
+                    last[0], latest[1] = now, n
                     send("progress", n)
 
             try:
@@ -185,6 +188,8 @@ def _run_child(fn: Callable[[Callable[[int], None]], Any], write_fd: int) -> Non
             except BaseException as exc:  # noqa: BLE001  (raised again in the parent)
                 send("error", exc)
             else:
+                if latest[0] is not None and latest[0] != latest[1]:
+                    send("progress", latest[0])  # the display ends on the last frame
                 send("ok", value)
         code = 0
     finally:
