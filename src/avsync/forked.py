@@ -104,7 +104,7 @@ class Forked:
     def result(self) -> Any:
         """The child's return value (waits for it), or its exception raised here."""
         self._reader.join()
-        self._reap(block=True)
+        self._reap()
         if self._final is None:
             raise AvsyncError(f"the face analysis process ended without an answer "
                               f"({_describe_status(self._status)})")
@@ -120,14 +120,13 @@ class Forked:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            self._reap(block=True)
+            self._reap()
         self._reader.join()
 
-    def _reap(self, block: bool) -> None:
+    def _reap(self) -> None:
+        """Wait for the child to end (once) and keep its status."""
         if self._status is None:
-            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
-            if pid:
-                self._status = status
+            self._status = os.waitpid(self.pid, 0)[1]
 
     def __enter__(self) -> Forked:
         return self

@@ -341,8 +341,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
     if isinstance(method, str):  # a bad name fails at once, a bad file before the model is built
         check_model(method, weights=weights, s3fd_weights=s3fd_weights)
     info = probe(path)  # (building a trained model imports torch: ~0.75 s)
-    early = _early_face_analysis(path, info, method, max_faces, on_frame, face_backend, rotate,
-                                 audio_stream, fast)
+    early = _early_face_analysis(path, info, method, max_faces, on_frame, face_backend, rotate, fast)
     with early if early is not None else nullcontext():  # leaving it stops a child still running
         model = (create_model(method, weights=weights, s3fd_weights=s3fd_weights) if isinstance(method, str)
                  else method)
@@ -399,7 +398,7 @@ def detect(path: str | Path, method: str | SyncMethod = DEFAULT_METHOD,
 
 def _early_face_analysis(path: str | Path, info: Any, method: str | SyncMethod, max_faces: int,
                          on_frame: Callable[[int], None] | None, face_backend: str,
-                         rotate: str | int | None, audio_stream: int | None, fast: bool) -> Any:
+                         rotate: str | int | None, fast: bool) -> Any:
     """The face analysis started in a forked child (avsync.forked) when a trained method is
     still to be built (its torch import then overlaps the analysis), else None. Files with
     problems the probe shows, and long files (scored segment by segment with the model,
@@ -410,7 +409,6 @@ def _early_face_analysis(path: str | Path, info: Any, method: str | SyncMethod, 
     if not (isinstance(method, str) and is_neural_name(method) and info.has_video and info.has_audio
             and not streaming.wanted(info.duration_s, info.fps) and fork_wanted()):
         return None
-    describe_audio_stream(path, audio_stream)  # a bad stream number fails here, before the fork
 
     def analyse(progress: Callable[[int], None]) -> tuple[VisualAnalysis, dict]:
         clock: dict[str, float] = {"decode": 0.0}
