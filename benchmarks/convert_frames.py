@@ -1,5 +1,5 @@
 """Frame conversion (decoded YUV -> RGB at the analysis size): PyAV's per-frame call against one
-swscale converter kept per thread (io.media._to_rgb), same pixels, ms per frame.
+swscale converter kept per thread (io.frames._to_rgb), same pixels, ms per frame.
 
     python benchmarks/convert_frames.py VIDEO [VIDEO ...] [--frames 200] [--max-side 640]
 
@@ -30,7 +30,7 @@ def main() -> None:
     import numpy as np
     from av.video.reformatter import VideoReformatter
 
-    from avsync.io.media import _to_rgb
+    from avsync.io.frames import _to_rgb
 
     print("| file | size | pixel format | PyAV per-frame call ms | kept converter ms | ratio | identical |")
     print("|---|---|---|---|---|---|---|")

@@ -66,7 +66,8 @@ def main() -> None:
     import avsync.inference  # noqa: F401  (the import cost of detect)
     from avsync.face.landmarks import face_landmarker_model_path
     from avsync.face.pipeline import prepare
-    from avsync.io.media import iter_video_frames, probe
+    from avsync.io.frames import iter_video_frames
+    from avsync.io.media import probe
 
     imports = time.process_time() - c0
     info = probe(args.video)

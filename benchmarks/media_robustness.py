@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import avsync.inference as inference
+import avsync.analysis as analysis
 from avsync.face.frame_rate import analysis_rate
 from avsync.inference import detect
 from avsync.io import shift_audio
@@ -112,9 +112,9 @@ def main() -> None:
                 p = encode(clip, work / f"{clip.stem}_{rate}.mp4", f"fps={rate}")
                 print(row(f"{clip.name} {rate} fps", p))
                 if rate > 25:
-                    inference.analysis_rate = lambda fps: None
+                    analysis.analysis_rate = lambda fps: None
                     print(row(f"{clip.name} {rate} fps, every frame (before)", p))
-                    inference.analysis_rate = analysis_rate
+                    analysis.analysis_rate = analysis_rate
 
 
 if __name__ == "__main__":

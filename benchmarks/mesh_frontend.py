@@ -51,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     from avsync.face.landmarks import MediaPipeLandmarker
     from avsync.face.mesh import MeshTracker
-    from avsync.io.media import iter_video_frames
+    from avsync.io.frames import iter_video_frames
 
     tracker = MeshTracker(max_faces=1)
     for name, it, idx in (("face mesh", tracker._mesh, tracker._mesh_in),

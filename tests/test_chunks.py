@@ -87,7 +87,7 @@ def test_chunks_fall_back_to_one_piece_when_the_seam_frame_has_max_faces(long_cl
 def test_a_failing_chunk_is_redone_in_one_piece(long_clip, fail_at, backend):
     from avsync.face.landmarks import create_landmarker
     from avsync.face.tracks import analyse_frames
-    from avsync.io.media import iter_video_frames
+    from avsync.io.frames import iter_video_frames
 
     cores = chunks.split_cores() or ({0}, {0})
     made = []

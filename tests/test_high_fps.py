@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import avsync.inference as inference
+import avsync.analysis as analysis
 from avsync.face.frame_rate import ANALYSIS_RATE_FPS, analysis_rate, on_grid
 from avsync.inference import detect
 from avsync.io import VideoFrame, shift_audio
@@ -79,7 +79,7 @@ def test_60fps_keeps_confidence(resampled: dict[int, Path], monkeypatch) -> None
     assert abs(fast.offset_ms - ref.offset_ms) <= 40.0
     assert fast.confidence >= ref.confidence - 1.0, (fast.confidence, ref.confidence)
     # Every 60 fps frame fed to the 25 fps methods: what the grid fixes.
-    monkeypatch.setattr(inference, "analysis_rate", lambda fps: None)
+    monkeypatch.setattr(analysis, "analysis_rate", lambda fps: None)
     every = detect(resampled[60], drift=False)
     assert every.fps == pytest.approx(60.0)
     assert fast.confidence >= every.confidence + 1.0, (fast.confidence, every.confidence)

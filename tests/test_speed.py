@@ -119,7 +119,7 @@ class _Stateful:
 
 
 def _frames(n: int):
-    from avsync.io.media import VideoFrame
+    from avsync.io.frames import VideoFrame
 
     return [VideoFrame(i, i / 25, np.zeros((8, 8, 3), np.uint8)) for i in range(n)]
 

@@ -227,6 +227,7 @@ class StreamScorer:
 
     def run(self, centres: list[int]) -> tuple[SegmentScorer, int]:
         """One pass (the small-face pass when the first found nothing); (scorer, frames)."""
+        from avsync.analysis import ANALYSIS_MAX_SIDE
         from avsync.face.chunks import (
             CHUNK_S,
             chunked_detections,
@@ -237,11 +238,11 @@ class StreamScorer:
         from avsync.face.landmarks import create_landmarker
         from avsync.face.pipeline import FAST_LANDMARKERS, detected_frames
         from avsync.face.small_faces import SEARCH_MAX_SIDE, RegionLandmarker
-        from avsync.inference import ANALYSIS_MAX_SIDE, shifts_for
+        from avsync.inference import shifts_for
 
         def one(max_side: int, make: Callable, stride: int = 1) -> tuple[SegmentScorer, int]:
+            from avsync.analysis import timed_frames
             from avsync.face.frame_rate import on_grid
-            from avsync.inference import _timed
             from avsync.io import iter_video_frames
 
             scorer = SegmentScorer(self.method, self.audio, self.fps, shifts_for(self.max_offset_frames),
@@ -256,7 +257,7 @@ class StreamScorer:
                                         needs_neural(self.method)) as detected:
                     n = _pass(detected, scorer, needs_neural(self.method), self.on_frame)
                 return scorer, n
-            frames = _timed(iter(iter_video_frames(self.path, max_side=max_side, rotate=self.rotate,
+            frames = timed_frames(iter(iter_video_frames(self.path, max_side=max_side, rotate=self.rotate,
                                                    lazy=True)), self.clock)
             if self.rate_fps is not None:
                 frames = on_grid(frames, self.rate_fps)

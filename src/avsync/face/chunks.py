@@ -43,7 +43,8 @@ from avsync.errors import AvsyncError
 from avsync.face.landmarks import LandmarkBackend
 from avsync.face.pipeline import _pin_thread, detected_frames, prepare
 from avsync.face.tracks import PrecutFace, VisualAnalysis, cut_crops, track_detections
-from avsync.io.media import AV_ERRORS, check_input_file, iter_video_frames, open_input, video_stream
+from avsync.io.frames import iter_video_frames
+from avsync.io.media import AV_ERRORS, check_input_file, open_input, video_stream
 from avsync.io.orientation import display_rotation_cw, parse_rotate
 
 MIN_SPLIT_S: float = 20.0

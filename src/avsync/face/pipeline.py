@@ -5,7 +5,7 @@ mouth crops in turn. Here (when more than one thread is allowed, see :func:`face
 three stages overlap, each in frame order:
 
 * a decoding thread decodes the frames (PyAV, which releases the GIL; its decoder has threads
-  of its own) and a converting thread converts and downscales them (io.media.DecodedFrame) and
+  of its own) and a converting thread converts and downscales them (io.frames.DecodedFrame) and
   computes what the tracker needs from the whole image (cut histogram, grey image), a few
   frames ahead (``RAW_PREFETCH_FRAMES``, ``PREFETCH_FRAMES``);
 * the landmarker works on frame n + 1 on its own thread (MediaPipe runs its graph in native
@@ -55,7 +55,7 @@ from avsync.cpu import THREADS_ENV, allowed_cores, usable_threads  # noqa: F401 
 from avsync.face.landmarks import FaceDetection, LandmarkBackend, landmark_box
 from avsync.face.mouth import grey_image
 from avsync.face.tracks import MIN_IOU, VisualAnalysis, box_iou, frame_hist, track_detections
-from avsync.io.media import VideoFrame
+from avsync.io.frames import VideoFrame
 
 PREFETCH_FRAMES: int = 8
 """Converted frames the converting thread may hold ready (640 px RGB: ~0.7 MB each)."""
@@ -106,7 +106,7 @@ class PreparedFrame:
 
 
 def prepare(frame, clock: dict | None = None) -> PreparedFrame:
-    """Convert a (lazily decoded, io.media.DecodedFrame) frame and compute its grey image and
+    """Convert a (lazily decoded, io.frames.DecodedFrame) frame and compute its grey image and
     cut histogram; clock["convert"] (s) accumulates the time (one thread writes it)."""
     t0 = time.perf_counter()
     image = frame.image  # a DecodedFrame converts here

@@ -1,13 +1,7 @@
 """Media I/O: probe files, stream video frames, decode audio, shift audio, write clips safely."""
 
-from avsync.io.media import (
-    AudioTrack,
-    MediaInfo,
-    VideoFrame,
-    iter_video_frames,
-    load_audio,
-    probe,
-)
+from avsync.io.frames import VideoFrame, iter_video_frames
+from avsync.io.media import AudioTrack, MediaInfo, load_audio, probe
 from avsync.io.output import atomic_output, check_output_path
 from avsync.io.remux import shift_audio
 from avsync.io.writer import write_av
