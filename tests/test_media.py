@@ -430,3 +430,19 @@ def test_real_cfr_clips(realclips: Path, rel: str, fps: float, n: int) -> None:
     times = [f.time_s for f in iter_video_frames(realclips / rel, max_side=16)]
     assert len(times) == n
     np.testing.assert_allclose(times, np.arange(n) / fps, atol=1e-3)
+
+
+def test_frame_reader_is_the_same_object_under_every_name() -> None:
+    """The frame reader lives in avsync.io.frames; avsync.io and avsync.io.media expose the same
+    objects (media lazily: frames imports it), so code importing the old names still works and
+    isinstance checks agree."""
+    import avsync.io
+    import avsync.io.frames as frames
+    import avsync.io.media as media
+
+    for name in ("iter_video_frames", "VideoFrame", "DecodedFrame"):
+        assert getattr(media, name) is getattr(frames, name)
+    assert avsync.io.iter_video_frames is frames.iter_video_frames
+    assert avsync.io.VideoFrame is frames.VideoFrame
+    with pytest.raises(AttributeError):
+        media.no_such_name  # noqa: B018

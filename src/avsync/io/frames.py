@@ -19,7 +19,6 @@ import numpy as np
 
 from avsync.errors import MediaError
 from avsync.io.media import (
-    _REORDER_WINDOW,
     _seconds,
     check_input_file,
     decode_frames,
@@ -27,6 +26,8 @@ from avsync.io.media import (
     video_stream,
 )
 from avsync.io.orientation import frame_rotation_cw, parse_rotate, rotate_image
+
+_REORDER_WINDOW = 4  # frames held back to repair decode-order timestamps (AVI)
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,4 +1,5 @@
-"""Reading media: probe a file, stream its video frames, decode its audio track.
+"""Reading media: probe a file, open its streams, decode its audio track (its video frames:
+:mod:`avsync.io.frames`).
 
 All times are in seconds on the *container clock* (``pts * time_base`` as libavformat reports
 it), so that video frame times and audio sample times can be compared directly.
@@ -63,7 +64,6 @@ _VFR_PACKETS = 120  # packets inspected by probe() for the VFR heuristic
 _GAP_MIN_S = 0.010  # audio timestamp holes longer than this are filled with silence
 MAX_GAP_S = 600.0  # a longer hole is a damaged timestamp, not silence to allocate (fuzzing)
 _MAX_DECODE_ERRORS = 100
-_REORDER_WINDOW = 4  # frames held back to repair decode-order timestamps (AVI)
 
 
 @dataclass(frozen=True)
