@@ -257,8 +257,8 @@ class StreamScorer:
                                         needs_neural(self.method)) as detected:
                     n = _pass(detected, scorer, needs_neural(self.method), self.on_frame)
                 return scorer, n
-            frames = timed_frames(iter(iter_video_frames(self.path, max_side=max_side, rotate=self.rotate,
-                                                   lazy=True)), self.clock)
+            frames = iter_video_frames(self.path, max_side=max_side, rotate=self.rotate, lazy=True)
+            frames = timed_frames(iter(frames), self.clock)
             if self.rate_fps is not None:
                 frames = on_grid(frames, self.rate_fps)
             with detected_frames(frames, make, clock=self.clock, stride=stride,  # face.pipeline
