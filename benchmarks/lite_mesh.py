@@ -16,9 +16,11 @@ input, 468 points, no irises) is the same topology for points 0-467. Not shipped
 model) with that mesh; the ten iris points the blendshape model reads are placed from the eye
 contours (centre: the contour's mean; four points at 0.23 eye widths along and across the eye,
 the proportions of the 478-point mesh on a frontal face). This script compares it with the
-default on the first ``--frames`` frames of each VIDEO (one face): CPU per frame, the lip points'
-distance to the default's in inter-ocular distances, and how the lip aperture and ``jawOpen``
-signals (and their frame-to-frame changes) correlate with the default's. ``benchmarks/
+default on the first ``--frames`` frames of each VIDEO (one face; frames where each finds it):
+CPU per frame (``mesh_frontend.run``), the median distance of the 40 lip points the ``landmark``
+model reads (``face.tracks.lip_points``: centred, in inter-ocular distances) to the default's, and
+how the lip aperture and ``jawOpen`` signals (and their frame-to-frame changes) correlate with
+the default's. ``benchmarks/
 prepare_fast.py --face-backend mesh-lite`` builds a training cache with it for the
 cross-validation (``cv.py --variant mesh-lite``). ``--end-to-end``: ``detect`` on each VIDEO in
 fresh processes with its defaults, alternately with the default mesh and with this one (``mesh``,
@@ -31,7 +33,6 @@ import argparse
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -118,37 +119,32 @@ def use_lite_backend(name: str = "mesh-lite") -> None:
 
 
 def compare(path: Path, n: int) -> str:
-    from avsync.face.mouth import geometry_signals
+    """One markdown row: the default mesh against the lite one on the first ``n`` frames."""
+    from mesh_frontend import run
+
+    from avsync.face.landmarks import BLENDSHAPE_NAMES
+    from avsync.face.mouth import GEOMETRY_NAMES, geometry_signals
+    from avsync.face.tracks import lip_points
     from avsync.io.frames import iter_video_frames
 
     frames = [f.image.copy() for f, _ in zip(iter_video_frames(path), range(n), strict=False)]
-    runs = {}
-    for name, tracker in (("mesh", MeshTracker(max_faces=1)), ("lite", LiteMeshTracker(max_faces=1))):
-        c0, faces = time.process_time(), []
-        for i, im in enumerate(frames):
-            found = tracker.detect(im, i / 25.0)
-            faces.append(found[0] if found else None)
-        runs[name] = (faces, time.process_time() - c0)
-    ref, lite = runs["mesh"][0], runs["lite"][0]
-    both = [i for i in range(len(frames)) if ref[i] is not None and lite[i] is not None]
+    ref, ms_ref = run(MeshTracker(max_faces=1), frames)
+    lite, ms_lite = run(LiteMeshTracker(max_faces=1), frames)
+    both = [i for i in range(len(frames)) if len(ref[i]) == 1 and len(lite[i]) == 1]
     if len(both) < 3:
-        return f"| {path.name} | {len(both)} of {len(frames)} frames with a face in both | | | | | |"
-    lips = [0, 13, 14, 17, 61, 291, 78, 308, 82, 87, 312, 317]
-    err, ap, ap_ref, jaw, jaw_ref = [], [], [], [], []
-    for i in both:
-        iod = float(np.linalg.norm(ref[i].landmarks[33] - ref[i].landmarks[263]))
-        err.append(float(np.abs(lite[i].landmarks[lips] - ref[i].landmarks[lips]).mean()) / iod)
-        ap.append(geometry_signals(lite[i].landmarks)[0])
-        ap_ref.append(geometry_signals(ref[i].landmarks)[0])
-        jaw.append(lite[i].blendshapes[0])
-        jaw_ref.append(ref[i].blendshapes[0])
+        return f"| {path.name} | {len(both)} / {len(frames)} | | | | |"
+    a, j = GEOMETRY_NAMES.index("aperture"), BLENDSHAPE_NAMES.index("jawOpen")
+    pairs = [(ref[i][0], lite[i][0]) for i in both]
+    dist = [np.linalg.norm(lip_points(r.landmarks).astype(np.float64) - lip_points(m.landmarks),
+                           axis=1).mean() for r, m in pairs]
 
-    def corr(a: list, b: list) -> str:
-        return f"{np.corrcoef(a, b)[0, 1]:.3f} / {np.corrcoef(np.diff(a), np.diff(b))[0, 1]:.3f}"
+    def corr(values) -> str:
+        x, y = np.array([values(r) for r, _ in pairs]), np.array([values(m) for _, m in pairs])
+        return f"{np.corrcoef(x, y)[0, 1]:.3f} / {np.corrcoef(np.diff(x), np.diff(y))[0, 1]:.3f}"
 
-    ms = {k: 1000 * v[1] / len(frames) for k, v in runs.items()}
-    return (f"| {path.name} | {len(both)} / {len(frames)} | {ms['mesh']:.2f} -> {ms['lite']:.2f} | "
-            f"{np.mean(err):.4f} | {corr(ap, ap_ref)} | {corr(jaw, jaw_ref)} |")
+    return (f"| {path.name} | {len(both)} / {len(frames)} | {ms_ref:.2f} -> {ms_lite:.2f} | "
+            f"{np.median(dist):.4f} | {corr(lambda f: geometry_signals(f.landmarks)[a])} | "
+            f"{corr(lambda f: f.blendshapes[j])} |")
 
 
 DETECT = """
@@ -197,8 +193,8 @@ def main() -> None:
     if args.end_to_end:
         end_to_end(args.videos, args.rounds, args.method)
         return
-    print("| clip | frames with a face in both | CPU ms per frame, mesh -> lite | lip points' distance "
-          "(inter-ocular) | aperture corr: values / changes | jawOpen corr: values / changes |\n"
+    print("| clip | frames with a face in both | CPU ms per frame, mesh -> lite | lip shape distance, "
+          "median (inter-ocular) | aperture corr: values / changes | jawOpen corr: values / changes |\n"
           "|---|---|---|---|---|---|")
     for v in args.videos:
         print(compare(v, args.frames), flush=True)

@@ -24,12 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def confidence(table: np.ndarray) -> float:
-    """segments.curve_of's confidence of a (1 + R, K) table: curve then its R null curves."""
-    peaks = table.max(axis=1)
-    return float((peaks[0] - peaks[1:].mean()) / peaks[1:].std())
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("video", type=Path)
@@ -48,7 +42,7 @@ def main() -> None:
     from avsync.io.media import probe
     from avsync.models.fusion import fuse_curves
     from avsync.models.registry import DEFAULT_METHOD, create_model
-    from avsync.segments import CurveRequest, score_requests
+    from avsync.segments import CurveRequest, curve_of, score_requests
 
     fusion = create_model(DEFAULT_METHOD)
     members = getattr(fusion, "members", None)
@@ -64,6 +58,11 @@ def main() -> None:
     hi = inp.n_frames - lo
     step = max(1, (hi - lo) // (N_NULL * args.grids))  # each grid moved by this many frames
     confs: dict[str, list[float]] = {m.name: [] for m in members} | {fusion.name: []}
+
+    def confidence(table: np.ndarray) -> float:
+        """The confidence of a (1 + R, K) table, the curve then its R null curves (as detect)."""
+        return curve_of(table[0], table[1:], shifts).confidence
+
     for g in range(args.grids):
         rolls = np.linspace(lo + g * step, hi - (args.grids - 1 - g) * step, N_NULL).astype(int)
         tables = [score_requests(m, [CurveRequest(inp, rolls)], shifts)[0] for m in members]

@@ -25,8 +25,15 @@ ANALYSIS_MAX_SIDE: int = 640
 """Frames are downscaled to this longest side before landmarks (speed; lips stay >20 px)."""
 
 
-def timed_frames(frames: Iterator, clock: dict) -> Iterator:
-    """``frames``, the time spent waiting for each added to ``clock["decode"]`` (s)."""
+def frame_stream(path: str | Path, max_side: int, rotate: str | int | None, rate_fps: float | None,
+                 clock: dict) -> Iterator:
+    """The lazily converted frames the face analysis reads (io.frames, on the 25 fps grid when
+    ``rate_fps``; face.frame_rate), the time spent waiting for each added to clock["decode"] (s)."""
+    frames = _timed(iter(iter_video_frames(path, max_side=max_side, rotate=rotate, lazy=True)), clock)
+    return on_grid(frames, rate_fps) if rate_fps is not None else frames
+
+
+def _timed(frames: Iterator, clock: dict) -> Iterator:
     while True:
         t0 = time.perf_counter()
         try:
@@ -74,10 +81,7 @@ def analyse_video(path: str | Path, max_faces: int = 4,
                                            keep_crops, rgb_crop_size, clock)
                 analysis.rate_fps = rate_fps
                 return analysis
-        frames = iter_video_frames(path, max_side=max_side, rotate=rotate, lazy=True)
-        frames = timed_frames(iter(frames), clock)
-        if rate_fps is not None:
-            frames = on_grid(frames, rate_fps)
+        frames = frame_stream(path, max_side, rotate, rate_fps, clock)
         analysis = analyse_stream(frames, make, on_frame, keep_crops=keep_crops,  # face.pipeline
                                   rgb_crop_size=rgb_crop_size, n_landmarkers=n_landmarkers, clock=clock,
                                   stride=stride)

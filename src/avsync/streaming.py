@@ -241,9 +241,7 @@ class StreamScorer:
         from avsync.inference import shifts_for
 
         def one(max_side: int, make: Callable, stride: int = 1) -> tuple[SegmentScorer, int]:
-            from avsync.analysis import timed_frames
-            from avsync.face.frame_rate import on_grid
-            from avsync.io import iter_video_frames
+            from avsync.analysis import frame_stream
 
             scorer = SegmentScorer(self.method, self.audio, self.fps, shifts_for(self.max_offset_frames),
                                    self.n_null, self.drift, centres, self.clock)
@@ -257,10 +255,7 @@ class StreamScorer:
                                         needs_neural(self.method)) as detected:
                     n = _pass(detected, scorer, needs_neural(self.method), self.on_frame)
                 return scorer, n
-            frames = iter_video_frames(self.path, max_side=max_side, rotate=self.rotate, lazy=True)
-            frames = timed_frames(iter(frames), self.clock)
-            if self.rate_fps is not None:
-                frames = on_grid(frames, self.rate_fps)
+            frames = frame_stream(self.path, max_side, self.rotate, self.rate_fps, self.clock)
             with detected_frames(frames, make, clock=self.clock, stride=stride,  # face.pipeline
                                  n_landmarkers=1 if stride == 1 else FAST_LANDMARKERS) as detected:
                 n = _pass(detected, scorer, needs_neural(self.method), self.on_frame)
